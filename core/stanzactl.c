@@ -1,0 +1,5 @@
+/* placeholder: the daemon entry point is being written */
+int main(void)
+{
+    return 0;
+}
