@@ -94,6 +94,11 @@ struct worker *worker_self(void);
 enum worker_slot { WSLOT_DB = 0, WSLOT_SESSIONS = 1, WSLOT_C2S = 2, WSLOT_OFFLOAD = 3 };
 void *worker_slot(struct worker *w, int slot);
 void worker_set_slot(struct worker *w, int slot, void *p);
+/* Something (a connection) that must be let finish before the worker exits at shutdown. */
+void worker_hold(struct worker *w);
+void worker_release(struct worker *w);
+/* True once workers_stop() reached this worker: refuse new work, finish what is in flight. */
+bool worker_stopping(const struct worker *w);
 /* Runs fn(w) on every worker's own thread at start, before the loop (for per-worker setup). */
 void workers_on_start(void (*fn)(struct worker *w));
 

@@ -1,0 +1,23 @@
+/*
+ * c2s.h — client-to-server streams: negotiation (stream header, STARTTLS, SASL, resource
+ * binding), then stanzas in and out of a bound session.
+ */
+#ifndef STANZAD_C2S_H
+#define STANZAD_C2S_H
+
+#include "stanza.h"
+
+struct worker;
+struct config_listener;
+struct c2s;
+
+/* A new connection accepted on worker w. */
+void c2s_accept(struct worker *w, int fd, const char *peer, const struct config_listener *l);
+/* Writes st to the client (on the stream's worker); consumes st. */
+void c2s_send(struct c2s *s, struct stanza *st);
+/* Ends the stream with a stream error (on the stream's worker). */
+void c2s_stream_error(struct c2s *s, enum stream_error cond, const char *text);
+/* Ends every stream of worker w with <system-shutdown/> (runs on w). */
+void c2s_shutdown_worker(struct worker *w);
+
+#endif
