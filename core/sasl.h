@@ -53,7 +53,9 @@ const char *sasl_conn_cb_name(const struct sasl_conn *sc);
 char *sasl_peek_authcid(struct sasl_conn *sc, const char *mech, const unsigned char *in,
                         size_t inlen, const char **failure_r);
 
-/* Verifiers of the account (any of SCRAM-SHA-1/-256), or n == 0 for an unknown account. Copied. */
+/* Verifiers of the account (any of SCRAM-SHA-1/-256), or n == 0 for an unknown account. Copied.
+ * They apply to the name returned by the last sasl_peek_authcid() only (which forgets earlier
+ * ones); an exchange naming anyone else meets a decoy, as for an unknown account. */
 void sasl_conn_set_credentials(struct sasl_conn *sc, const struct scram_verifier *v, size_t n);
 
 /*
@@ -61,6 +63,10 @@ void sasl_conn_set_credentials(struct sasl_conn *sc, const struct scram_verifier
  * *outlen are the server data (borrowed until the next call). On SASLR_FAIL, *failure_r is the
  * RFC 6120 §6.5 condition ("not-authorized", "malformed-request", "invalid-mechanism",
  * "encryption-required", "temporary-auth-failure", ...).
+ * in == NULL at start means "no initial response" (SASLR_CONTINUE with an empty challenge; the
+ * client's first message then goes to sasl_conn_step); a non-NULL in with inlen == 0 is an empty
+ * response. After SASLR_OK or SASLR_FAIL the exchange is over: sasl_conn_step() fails, and
+ * sasl_conn_start() may begin a new one on the same context.
  */
 enum sasl_result sasl_conn_start(struct sasl_conn *sc, const char *mech, const unsigned char *in,
                                  size_t inlen, const unsigned char **out, size_t *outlen,
