@@ -174,7 +174,9 @@ static void c2s_end_session(struct c2s *c)
 {
     if (!c->sess)
         return;
-    presence_session_ended(c->sess);
+    /* At shutdown every session ends at once: nobody is left to tell. */
+    if (!worker_stopping(c->w))
+        presence_session_ended(c->sess);
     session_unbind(c->sess);
     c->sess->c2s = NULL;
     session_unref(&c->sess);
@@ -357,10 +359,6 @@ void c2s_accept(struct worker *w, int fd, const char *peer, const struct config_
     worker_timer_start(w, &c->timeout, (uint64_t)cfg->connect_timeout * 1000);
 
     struct c2s_list *list = worker_slot(w, WSLOT_C2S);
-    if (!list) {
-        list = xcalloc(1, sizeof *list);
-        worker_set_slot(w, WSLOT_C2S, list);
-    }
     c->next = list->head;
     if (list->head)
         list->head->prev = c;
@@ -372,6 +370,21 @@ void c2s_accept(struct worker *w, int fd, const char *peer, const struct config_
         return;
     if (l->tls == LISTEN_TLS_DIRECT)
         conn_start_tls(c->conn);
+}
+
+void c2s_worker_init(struct worker *w)
+{
+    worker_set_slot(w, WSLOT_C2S, xcalloc(1, sizeof(struct c2s_list)));
+}
+
+void c2s_worker_done(struct worker *w)
+{
+    /* Streams that did not finish closing within the shutdown grace period. */
+    struct c2s_list *list = worker_slot(w, WSLOT_C2S);
+    while (list->head)
+        conn_abort(list->head->conn, "server shutdown");
+    free(list);
+    worker_set_slot(w, WSLOT_C2S, NULL);
 }
 
 void c2s_shutdown_worker(struct worker *w)
@@ -534,9 +547,9 @@ static void sasl_succeeded(struct c2s *c, const unsigned char *out, size_t outle
     c->username = xstrdup(sasl_conn_username(c->sasl));
     c->authenticated = true;
     c->sasl_in_progress = false;
-    sasl_conn_free(&c->sasl);
     log_info(c->conn->id, "authenticated as %s@%s with %s", c->username, c->host, c->sasl_mech);
-    sasl_send(c, "success", out, outlen, false);
+    sasl_send(c, "success", out, outlen, false); /* out belongs to the SASL context */
+    sasl_conn_free(&c->sasl);
     c->state = C2S_WAIT_HEADER;
     c->header_sent = false;
     xmlstream_reset(c->xs);

@@ -17,6 +17,9 @@ void c2s_accept(struct worker *w, int fd, const char *peer, const struct config_
 void c2s_send(struct c2s *s, struct stanza *st);
 /* Ends the stream with a stream error (on the stream's worker). */
 void c2s_stream_error(struct c2s *s, enum stream_error cond, const char *text);
+/* Per-worker state: a workers_on_start hook, and its release after the workers stopped. */
+void c2s_worker_init(struct worker *w);
+void c2s_worker_done(struct worker *w);
 /* Ends every stream of worker w with <system-shutdown/> (runs on w). */
 void c2s_shutdown_worker(struct worker *w);
 

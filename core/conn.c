@@ -267,8 +267,10 @@ static int conn_flush(struct conn *c)
 static void conn_flush_after(struct after *a)
 {
     struct conn *c = (struct conn *)((char *)a - offsetof(struct conn, flush_after));
+    conn_ref(c); /* the flush may end in a close that drops the owner's reference */
     if (c->state != CONN_CLOSED)
         conn_flush(c);
+    conn_unref(&c);
 }
 
 /* ---- TLS ---- */
@@ -278,8 +280,12 @@ int conn_start_tls(struct conn *c)
     if (c->tls || c->tls_pending)
         return -1;
     c->tls_pending = true;
-    if (c->out.len == 0)
-        return conn_start_handshake(c);
+    if (c->out.len == 0) {
+        conn_ref(c); /* a failed handshake closes the conn under us */
+        int rc = conn_start_handshake(c);
+        conn_unref(&c);
+        return rc;
+    }
     worker_after(c->w, &c->flush_after, conn_flush_after);
     conn_update_events(c);
     return 0;

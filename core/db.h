@@ -49,11 +49,29 @@ struct db_params {
     const int *binary;  /* 1 = binary */
 };
 
-/* Sets up the per-worker pools (called once after workers_create, before workers_start). */
+/*
+ * Sets up the per-worker pools (called once after workers_create, before workers_start; cfg must
+ * outlive the workers). Each worker opens its connections when it starts. Returns 0, or -1 after
+ * logging why (an unparsable connection string).
+ *
+ * Shutdown, in this order:
+ *   1. db_worker_stop(w) on each worker's own thread, from the function given to workers_stop():
+ *      queued and in-flight queries fail with DB_UNAVAILABLE (callbacks on that worker, at the
+ *      end of the current loop iteration), the connections close, and queries made later on that
+ *      worker fail the same way;
+ *   2. db_shutdown() on the main thread after workers_stop() returned and before
+ *      workers_destroy(): frees what is left. If step 1 was skipped, callbacks of queries still
+ *      pending run there, on the main thread (worker_self() == NULL) — better than never, but
+ *      make step 1 happen.
+ */
 int db_init(const struct config *cfg);
+void db_worker_stop(struct worker *w);
 void db_shutdown(void);
 /* Queues a query on the calling worker (worker_self()). Returns 0, or -1 if not on a worker. The
- * callback is always called exactly once when 0 is returned. */
+ * callback is always called exactly once when 0 is returned, never from inside db_query itself.
+ * params are copied: they need to live only for this call. Results come in text format. A query
+ * that was sent and whose connection died before the answer fails with DB_UNAVAILABLE and is not
+ * retried (it may or may not have been executed). */
 int db_query(const struct db_stmt *stmt, const struct db_params *params, db_fn cb, void *ud);
 
 /* ---- synchronous use: start-up, migrations, stanzactl ---- */
@@ -77,5 +95,19 @@ int db_migrate(PGconn *c, const char *owner, const struct db_migration *steps, s
 /* The core's own schema (accounts, credentials). */
 extern const struct db_migration db_core_migrations[];
 extern const size_t db_core_migrations_count;
+
+/* Starts (nonblocking_start: PQconnectStartParams) or makes (PQconnectdbParams) a connection with
+ * stanzad's defaults (application name, TCP keepalives, connect_timeout) under whatever the
+ * connection string says. Returns what libpq returned. */
+PGconn *db_connect_params(const char *conninfo, bool nonblocking_start, int connect_timeout_s);
+
+/* ---- messages without secrets ---- */
+
+/* "host=... port=... dbname=... user=..." (whichever are set) for messages; never the password.
+ * Returns out. */
+const char *db_conninfo_describe(const char *conninfo, char *out, size_t outlen);
+/* Copies a libpq message into out as one line (newlines folded, trailing space removed), with
+ * the password of conninfo (when given) masked. */
+void db_clean_message(const char *conninfo, const char *msg, char *out, size_t outlen);
 
 #endif

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "addrlimit.h"
@@ -42,6 +43,13 @@ static void usage(FILE *f)
                "  -V, --version       print the version and exit\n");
 }
 
+/* Runs on each worker as it stops: streams get <system-shutdown/>, queued queries fail now. */
+static void stop_worker(struct worker *w)
+{
+    c2s_shutdown_worker(w);
+    db_worker_stop(w);
+}
+
 static int drop_privileges(const char *user)
 {
     if (!user || !*user || getuid() != 0)
@@ -58,6 +66,16 @@ static int drop_privileges(const char *user)
     }
     log_info(0, "running as user %s", user);
     return 0;
+}
+
+/* Each connection is a descriptor: use all the descriptors the hard limit allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 static void write_pid_file(const char *path)
@@ -179,6 +197,7 @@ int main(int argc, char **argv)
     }
     PQfinish(pg);
 
+    raise_fd_limit();
     int n_workers = config_worker_count(cfg);
     if (listeners_open(cfg, n_workers, err, sizeof err) < 0) {
         log_error(0, "%s", err);
@@ -197,6 +216,7 @@ int main(int argc, char **argv)
         goto out_workers;
     }
     offload_start(2);
+    workers_on_start(c2s_worker_init);
     workers_on_start(listeners_attach);
     if (workers_start() < 0)
         goto out_offload;
@@ -224,7 +244,9 @@ int main(int argc, char **argv)
         log_info(0, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
         break;
     }
-    workers_stop(c2s_shutdown_worker);
+    workers_stop(stop_worker);
+    for (int i = 0; i < n_workers; i++)
+        c2s_worker_done(worker_at(i));
     rc = 0;
 
 out_offload:

@@ -21,6 +21,8 @@ void *arena_alloc(struct arena *a, size_t n);
 /* A NUL-terminated copy of the first n bytes of s (s need not be NUL-terminated). */
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 char *arena_strdup(struct arena *a, const char *s);
+/* A copy of exactly n bytes of p (which may contain NULs) followed by a NUL. */
+char *arena_memdup(struct arena *a, const void *p, size_t n);
 /* Bytes handed out so far (for size limits). */
 size_t arena_used(const struct arena *a);
 

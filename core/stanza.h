@@ -122,11 +122,12 @@ struct stanza {
 
 /* Takes ownership of the arena, which must hold el. */
 struct stanza *stanza_wrap(struct arena *a, struct xml_el *el);
-/* A new empty stanza: <kind type='…'/> in jabber:client; type may be NULL. */
+/* A new empty stanza: <kind type='…'/> in jabber:client; type may be NULL. NULL for
+ * STANZA_OTHER, which names no element. */
 struct stanza *stanza_new(enum stanza_kind kind, const char *type);
 /* Frees the stanza and its arena; clears *st. NULL-safe. */
 void stanza_free(struct stanza **st);
-/* Deep copy into a new arena. */
+/* Deep copy into a new arena (parsed to/from JIDs included; route_link is not copied). */
 struct stanza *stanza_copy(const struct stanza *st);
 
 void stanza_set_to(struct stanza *st, const char *to);     /* NULL removes */
@@ -167,11 +168,13 @@ const char *stanza_error_default_type(enum stanza_error e); /* "cancel", "modify
 /*
  * Builds the error reply to st: a copy of st with to/from swapped, type='error', and an <error/>
  * child (type from stanza_error_default_type unless type is given; optional text). Returns NULL
- * when st is itself an error (RFC 6120 §8.3.1: never answer an error with an error).
+ * when st is itself an error (RFC 6120 §8.3.1: never answer an error with an error), and when
+ * st is not a message, presence or iq.
  */
 struct stanza *stanza_error_reply(const struct stanza *st, enum stanza_error cond,
                                   const char *type, const char *text);
-/* An empty iq result to an iq get/set: to/from swapped, same id. */
+/* An empty iq result to an iq get/set: to/from swapped, same id, same namespace. NULL when iq
+ * is not an iq of type get or set. */
 struct stanza *stanza_iq_result(const struct stanza *iq);
 
 /* RFC 6120 §4.9.3 stream error conditions. */

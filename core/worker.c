@@ -446,6 +446,18 @@ void workers_stop(void (*stop_fn)(struct worker *w))
 
 void workers_destroy(void)
 {
+    /* Posts that arrived after a loop ended still own memory: run them here, on the main thread,
+     * until every inbox is empty (they may post to each other). */
+    for (bool again = true; again;) {
+        again = false;
+        for (int i = 0; i < n_workers; i++) {
+            struct post *p;
+            while ((p = inbox_pop(workers[i])) != NULL) {
+                p->fn(p);
+                again = true;
+            }
+        }
+    }
     for (int i = 0; i < n_workers; i++) {
         struct worker *w = workers[i];
         close(w->epfd);
