@@ -848,6 +848,10 @@ static void c2s_process(struct c2s *c, struct stanza *st)
                 c2s_xs_close(c);
             } else {
                 c2s_write(c, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+                /* Mechanisms offered in the clear (PLAIN absent, no channel binding) change
+                 * under TLS: the next features build a new SASL context. */
+                c2s_reset_sasl(c);
+                sasl_conn_free(&c->sasl);
                 xmlstream_reset(c->xs);
                 c->state = C2S_WAIT_HEADER;
                 c->header_sent = false;

@@ -172,7 +172,9 @@ static struct xml_el *copy_el(struct arena *a, const struct xml_el *src, struct 
     for (const struct xml_attr *at = src->attrs; at != NULL; at = at->next) {
         struct xml_attr *c = arena_alloc(a, sizeof(*c));
         c->name = arena_strdup(a, at->name);
-        c->ns = at->ns == NULL ? NULL : strcmp(at->ns, NS_XML) == 0 ? NS_XML : arena_strdup(a, at->ns);
+        c->ns = at->ns == NULL                ? NULL
+                : strcmp(at->ns, NS_XML) == 0 ? NS_XML
+                                              : arena_strdup(a, at->ns);
         c->value = arena_strdup(a, at->value);
         *tail = c;
         tail = &c->next;
@@ -456,7 +458,7 @@ static const char *const stream_errors[] = {
 const char *stream_error_name(enum stream_error e)
 {
     return (size_t)e < sizeof(stream_errors) / sizeof(stream_errors[0]) ? stream_errors[e]
-                                                                         : "undefined-condition";
+                                                                        : "undefined-condition";
 }
 
 /* Swaps the to and from of a stanza (its tree, raw strings and parsed JIDs) without copying:
@@ -479,8 +481,8 @@ static void swap_addresses(struct stanza *st)
     st->from = j;
 }
 
-struct stanza *stanza_error_reply(const struct stanza *st, enum stanza_error cond,
-                                  const char *type, const char *text)
+struct stanza *stanza_error_reply(const struct stanza *st, enum stanza_error cond, const char *type,
+                                  const char *text)
 {
     if (st->kind == STANZA_OTHER || (st->type != NULL && strcmp(st->type, "error") == 0))
         return NULL;

@@ -95,6 +95,7 @@ struct xmlstream {
     uint64_t last_end;   /* offset just after the last top-level element that ended */
     bool unit_open;      /* a top-level element (or the header, or garbage) has begun */
     uint64_t unit_start; /* its first byte */
+    unsigned bom;        /* bytes of a UTF-8 byte order mark skipped at the start */
 };
 
 static pthread_once_t libxml_once = PTHREAD_ONCE_INIT;
@@ -175,7 +176,9 @@ static void on_structured_error(void *ud, xmlErrorPtr e)
     const char *text = e->message;
     const xmlParserInputPtr in = xs->ctxt->input;
     if (e->code == XML_ERR_NO_MEMORY) {
-        cond = STRERR_POLICY_VIOLATION; /* in practice the dictionary limit */
+        /* In practice the dictionary limit: a peer sending ever new names. */
+        cond = STRERR_POLICY_VIOLATION;
+        text = "too many distinct names in one stream";
     } else if (e->code == XML_NS_ERR_UNDEFINED_NAMESPACE && xs->depth == 0) {
         cond = STRERR_BAD_NAMESPACE_PREFIX;
     } else if (in != NULL && in->cur != NULL && in->end - in->cur >= 2 && in->cur[0] == '<' &&
@@ -553,6 +556,7 @@ static void restart(struct xmlstream *xs)
     xs->fed = 0;
     xs->unit_ended = false;
     xs->unit_open = false;
+    xs->bom = 0;
     xs->state = XS_OPEN;
 }
 
@@ -694,6 +698,36 @@ static void parse_piece(struct xmlstream *xs, const char *p, size_t n)
     xs->unit_start = start + i;
 }
 
+/*
+ * Before the first byte of a stream reaches libxml2: blanks (which would make libxml2 reject
+ * an XML declaration after a restart) and a UTF-8 byte order mark are dropped, possibly split
+ * over several feeds; the first bytes of UTF-16 or UTF-32 input are refused, since XMPP is
+ * UTF-8 only (RFC 6120 §11.6). Returns where parsing starts.
+ */
+static const char *stream_start(struct xmlstream *xs, const char *p, const char *end)
+{
+    static const unsigned char bom[3] = {0xef, 0xbb, 0xbf};
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (xs->bom > 0 && xs->bom < 3) {
+            if (c != bom[xs->bom]) {
+                fail(xs, STRERR_NOT_WELL_FORMED, "broken byte order mark");
+                return p;
+            }
+            xs->bom++;
+        } else if (c == bom[0] && xs->bom == 0) {
+            xs->bom = 1;
+        } else if (c == 0x00 || c == 0xfe || c == 0xff) {
+            fail(xs, STRERR_UNSUPPORTED_ENCODING, "stream is not UTF-8");
+            return p;
+        } else if (!is_blank(c)) {
+            return p;
+        }
+        p++;
+    }
+    return p;
+}
+
 int xmlstream_feed(struct xmlstream *xs, const char *data, size_t len)
 {
     if (xs->state == XS_FAILED)
@@ -703,10 +737,8 @@ int xmlstream_feed(struct xmlstream *xs, const char *data, size_t len)
     const char *p = data, *end = data + len;
     while (p < end && xs->state == XS_OPEN && !xs->halted) {
         if (xs->fed == 0) {
-            /* Blanks before a stream header (after a restart, say) would make libxml2 reject
-             * an XML declaration; they mean nothing, so they are dropped. */
-            p += count_blanks(p, (size_t)(end - p));
-            if (p == end)
+            p = stream_start(xs, p, end);
+            if (p == end || xs->halted)
                 break;
         }
         size_t n = (size_t)(end - p);

@@ -41,20 +41,26 @@ struct xmlstream_callbacks {
     void (*error)(void *ud, enum stream_error cond, const char *text);
 };
 
+/* A field left 0 (or limits NULL) takes the default: 256 KiB, depth 32, 64 attributes. */
 struct xmlstream_limits {
-    size_t max_stanza_bytes; /* input bytes of one top-level element */
-    unsigned max_depth;      /* element nesting below the stream element */
-    unsigned max_attrs;      /* attributes (not counting namespace declarations) per element */
+    size_t max_stanza_bytes; /* input bytes of one top-level element, the stream header too */
+    unsigned max_depth;      /* element nesting below the stream element (a stanza is 1) */
+    unsigned max_attrs;      /* attributes (not counting namespace declarations) per element,
+                              * the stream header's included */
 };
 
 struct xmlstream *xmlstream_new(const struct xmlstream_callbacks *cb, void *ud,
                                 const struct xmlstream_limits *limits);
+/* Frees the parser and any stanza it has not delivered; clears *xs. NULL-safe. May be called
+ * from inside a callback: nothing further is delivered, and xmlstream_feed() returns at once. */
 void xmlstream_free(struct xmlstream **xs);
 
 /*
- * Feeds bytes. Callbacks run from inside this call. Returns 0 when all is well (the bytes may
- * have completed zero or more stanzas), -1 once the stream has failed (the error callback has
- * been called; later calls return -1 and do nothing).
+ * Feeds bytes. Callbacks run from inside this call, in document order; a stanza is delivered
+ * by the call that supplies its final '>'. Returns 0 when all is well (the bytes may have
+ * completed zero or more stanzas), -1 once the stream has failed (the error callback has been
+ * called; later calls return -1 and do nothing). After the stream close, later bytes are
+ * ignored until xmlstream_reset(). Must not be called from inside one of its callbacks.
  */
 int xmlstream_feed(struct xmlstream *xs, const char *data, size_t len);
 
@@ -62,7 +68,8 @@ int xmlstream_feed(struct xmlstream *xs, const char *data, size_t len);
  * Discards the parser state and expects a new stream header (after STARTTLS or SASL success).
  * May be called from inside a callback: the rest of the bytes of the current xmlstream_feed()
  * call are then dropped — a peer must wait for <proceed/> or <success/> before sending more, and
- * dropping what it sent early defeats plaintext injection before TLS.
+ * dropping what it sent early defeats plaintext injection before TLS. Also starts a new stream
+ * after a stream close; does nothing once the stream has failed.
  */
 void xmlstream_reset(struct xmlstream *xs);
 

@@ -198,7 +198,10 @@ _used_ports = set()
 
 
 def port_is_free(port, addr='127.0.0.1'):
+    """No socket listens on the port (TIME_WAIT leftovers do not count, as for a server that
+    sets SO_REUSEADDR)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((addr, port))
         return True
