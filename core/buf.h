@@ -15,7 +15,10 @@ struct buf {
     size_t off; /* bytes consumed in front of data, reclaimed lazily; free with buf_free only */
 };
 
-#define BUF_INIT {NULL, 0, 0, 0}
+#define BUF_INIT                                                                                   \
+    {                                                                                              \
+        NULL, 0, 0, 0                                                                              \
+    }
 
 void buf_free(struct buf *b);
 /* Makes room for n more bytes; data stays where it is only if no growth was needed. */

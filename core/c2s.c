@@ -40,9 +40,9 @@
 #include "worker.h"
 #include "xmlstream.h"
 
-#define MAX_AUTH_ATTEMPTS  5   /* per stream, RFC 6120 §6.4.5 */
-#define MAX_QUEUED         64  /* elements queued behind a busy stream before reading stops */
-#define MAX_FAILURE_DELAY  10000
+#define MAX_AUTH_ATTEMPTS 5  /* per stream, RFC 6120 §6.4.5 */
+#define MAX_QUEUED        64 /* elements queued behind a busy stream before reading stops */
+#define MAX_FAILURE_DELAY 10000
 
 enum c2s_state { C2S_WAIT_HEADER, C2S_NEGOTIATING, C2S_BINDING, C2S_BOUND };
 
@@ -289,7 +289,8 @@ static void c2s_xs_open(void *ud, const struct xmlstream_header *hdr)
     c2s_send_header(c, NULL);
 
     if (!hdr->default_ns || strcmp(hdr->default_ns, NS_CLIENT) != 0) {
-        c2s_stream_error(c, STRERR_INVALID_NAMESPACE, "the content namespace must be jabber:client");
+        c2s_stream_error(c, STRERR_INVALID_NAMESPACE,
+                         "the content namespace must be jabber:client");
         return;
     }
     if (!hdr->version || strncmp(hdr->version, "1.", 2) != 0) {
@@ -577,8 +578,7 @@ struct cred_fetch {
     size_t initial_len;
 };
 
-static void sasl_credentials_ready(enum db_status status, PGresult *res, const char *err,
-                                   void *ud)
+static void sasl_credentials_ready(enum db_status status, PGresult *res, const char *err, void *ud)
 {
     struct cred_fetch *f = ud;
     struct c2s *c = f->conn->ud;
@@ -594,8 +594,8 @@ static void sasl_credentials_ready(enum db_status status, PGresult *res, const c
             const unsigned char *out = NULL;
             size_t outlen = 0;
             const char *failure = NULL;
-            enum sasl_result r = sasl_conn_start(c->sasl, c->sasl_mech, f->initial,
-                                                 f->initial_len, &out, &outlen, &failure);
+            enum sasl_result r = sasl_conn_start(c->sasl, c->sasl_mech, f->initial, f->initial_len,
+                                                 &out, &outlen, &failure);
             sasl_handle_result(c, r, out, outlen, failure);
         }
         if (!c->closing && !timer_armed(&c->delay))
@@ -801,8 +801,7 @@ static void c2s_bind(struct c2s *c, struct stanza *st, struct xml_el *bind)
     struct session *s = session_new(c->w, c->conn->id, c->username, c->host, resource);
     struct session **kicked = NULL;
     size_t nk = 0;
-    if (session_bind(s, cfg->conflict, cfg->max_sessions_per_account, &kicked, &nk) !=
-        BIND_OK) {
+    if (session_bind(s, cfg->conflict, cfg->max_sessions_per_account, &kicked, &nk) != BIND_OK) {
         session_unref(&s);
         c2s_error_reply(c, st, SERR_CONFLICT, "that resource is in use");
         return;
@@ -879,8 +878,7 @@ static void c2s_process(struct c2s *c, struct stanza *st)
         return;
     }
 
-    if (st->kind == STANZA_IQ && st->to_str == NULL && st->type &&
-        strcmp(st->type, "set") == 0) {
+    if (st->kind == STANZA_IQ && st->to_str == NULL && st->type && strcmp(st->type, "set") == 0) {
         struct xml_el *bind = xml_el_child(st->el, NS_BIND, "bind");
         if (bind && xml_el_count_children(st->el) == 1) {
             if (c->state == C2S_BINDING)

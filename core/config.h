@@ -39,10 +39,10 @@ struct config {
     char *path; /* the file it came from */
 
     /* server */
-    int workers;      /* 0 = number of CPUs */
-    char *data_dir;   /* for the private quick-start cluster and generated certificate */
-    char *pid_file;   /* NULL = none */
-    char *user;       /* drop root to this user after binding; NULL = stay */
+    int workers;    /* 0 = number of CPUs */
+    char *data_dir; /* for the private quick-start cluster and generated certificate */
+    char *pid_file; /* NULL = none */
+    char *user;     /* drop root to this user after binding; NULL = stay */
 
     /* log */
     int log_level; /* enum log_level */
@@ -58,16 +58,16 @@ struct config {
     bool c2s_require_tls;
 
     /* limits */
-    size_t max_stanza_size;   /* bytes */
-    int connect_timeout;      /* seconds from accept to authenticated session */
-    int idle_timeout;         /* seconds without input before the stream is closed; 0 = off */
+    size_t max_stanza_size; /* bytes */
+    int connect_timeout;    /* seconds from accept to authenticated session */
+    int idle_timeout;       /* seconds without input before the stream is closed; 0 = off */
     int max_connections_per_ip;
     size_t max_output_buffer; /* bytes queued to a client before it is disconnected */
     int auth_failure_delay;   /* ms added per recent failure from one address */
     int max_auth_failures;    /* failures per address per minute before refusing outright */
 
     /* sessions */
-    int conflict; /* enum conflict_policy */
+    int conflict;                 /* enum conflict_policy */
     int max_sessions_per_account; /* 0 = unlimited; 1 = one account, one place */
 
     struct config_listener *listeners;

@@ -29,10 +29,10 @@
 #include "mem.h"
 #include "tls.h"
 
-#define READ_CHUNK        16384
-#define READ_BUDGET       8 /* chunks per readiness event */
-#define TLS_RECORD_MAX    16384
-#define LINGER_MS         2000
+#define READ_CHUNK     16384
+#define READ_BUDGET    8 /* chunks per readiness event */
+#define TLS_RECORD_MAX 16384
+#define LINGER_MS      2000
 
 static atomic_uint_fast64_t next_conn_id = 1;
 
@@ -227,8 +227,9 @@ static int conn_flush(struct conn *c)
         if (c->tls && !c->tls_pending) {
             if (c->tls_handshake)
                 return 0;
-            size_t len = c->tls_resend ? c->tls_resend
-                                       : (c->out.len < TLS_RECORD_MAX ? c->out.len : TLS_RECORD_MAX);
+            size_t len = c->tls_resend
+                             ? c->tls_resend
+                             : (c->out.len < TLS_RECORD_MAX ? c->out.len : TLS_RECORD_MAX);
             n = gnutls_record_send(c->tls, c->out.data, len);
             if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
                 c->tls_resend = len;
@@ -341,7 +342,7 @@ static void conn_read(struct conn *c)
                 /* A peer that drops TCP without close_notify is common; not worth a warning. */
                 log_debug(c->id, "TLS read: %s", gnutls_strerror((int)n));
                 conn_abort(c, n == GNUTLS_E_PREMATURE_TERMINATION ? "connection closed by peer"
-                                                                 : "TLS error");
+                                                                  : "TLS error");
                 return;
             }
         } else {

@@ -46,9 +46,9 @@ struct conn {
 
     gnutls_session_t tls;
     struct tls_creds *creds;
-    bool tls_pending;    /* STARTTLS: switch once the plaintext output is flushed */
-    bool tls_handshake;  /* handshake in progress */
-    size_t tls_resend;   /* bytes of the last record that GnuTLS asked us to resend */
+    bool tls_pending;   /* STARTTLS: switch once the plaintext output is flushed */
+    bool tls_handshake; /* handshake in progress */
+    size_t tls_resend;  /* bytes of the last record that GnuTLS asked us to resend */
 
     bool read_paused;
     bool overflowed;

@@ -90,8 +90,8 @@ struct db_migration {
  * schema_versions(owner, version). Safe when several processes start at once (advisory lock).
  * Returns 0, or -1 with a message in err.
  */
-int db_migrate(PGconn *c, const char *owner, const struct db_migration *steps, size_t n,
-               char *err, size_t errlen);
+int db_migrate(PGconn *c, const char *owner, const struct db_migration *steps, size_t n, char *err,
+               size_t errlen);
 /* The core's own schema (accounts, credentials). */
 extern const struct db_migration db_core_migrations[];
 extern const size_t db_core_migrations_count;

@@ -189,8 +189,7 @@ int main(int argc, char **argv)
         log_error(0, "%s", err);
         goto out_sasl;
     }
-    if (db_migrate(pg, "core", db_core_migrations, db_core_migrations_count, err, sizeof err) <
-        0) {
+    if (db_migrate(pg, "core", db_core_migrations, db_core_migrations_count, err, sizeof err) < 0) {
         log_error(0, "database migration failed: %s", err);
         PQfinish(pg);
         goto out_sasl;

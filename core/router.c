@@ -68,8 +68,8 @@ void router_bounce(struct stanza *st, enum stanza_error cond, const char *text)
 /* The session is gone (or going) by the time the stanza reached it. */
 static void deliver_failed(struct stanza *st)
 {
-    if (st->kind == STANZA_MESSAGE && (st->type == NULL || type_is(st, "chat") ||
-                                       type_is(st, "normal"))) {
+    if (st->kind == STANZA_MESSAGE &&
+        (st->type == NULL || type_is(st, "chat") || type_is(st, "normal"))) {
         route_bare(st); /* RFC 6121 §8.5.3.2.1: as if sent to the bare JID */
     } else if (is_iq_request(st)) {
         router_bounce(st, SERR_SERVICE_UNAVAILABLE, NULL);
@@ -268,8 +268,7 @@ void router_from_session(struct session *s, struct stanza *st)
         if (!st->to) {
             /* To the account itself, handled by the server on its behalf. */
             if (is_iq_request(st)) {
-                struct stanza *reply = stanza_error_reply(st, SERR_SERVICE_UNAVAILABLE, NULL,
-                                                          NULL);
+                struct stanza *reply = stanza_error_reply(st, SERR_SERVICE_UNAVAILABLE, NULL, NULL);
                 stanza_free(&st);
                 if (reply) {
                     stanza_set_from(reply, s->bare);

@@ -72,8 +72,7 @@ enum sasl_result sasl_conn_start(struct sasl_conn *sc, const char *mech, const u
                                  size_t inlen, const unsigned char **out, size_t *outlen,
                                  const char **failure_r);
 enum sasl_result sasl_conn_step(struct sasl_conn *sc, const unsigned char *in, size_t inlen,
-                                const unsigned char **out, size_t *outlen,
-                                const char **failure_r);
+                                const unsigned char **out, size_t *outlen, const char **failure_r);
 /* The authenticated localpart after SASLR_OK (prepared), borrowed from sc. */
 const char *sasl_conn_username(const struct sasl_conn *sc);
 

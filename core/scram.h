@@ -16,11 +16,11 @@
 #include <stddef.h>
 
 enum scram_hash { SCRAM_SHA_1 = 0, SCRAM_SHA_256 = 1 };
-#define SCRAM_HASH_COUNT   2
-#define SCRAM_MAX_HASH_LEN 32
-#define SCRAM_MAX_SALT_LEN 64
+#define SCRAM_HASH_COUNT         2
+#define SCRAM_MAX_HASH_LEN       32
+#define SCRAM_MAX_SALT_LEN       64
 #define SCRAM_DEFAULT_ITERATIONS 4096
-#define SCRAM_SALT_LEN 16
+#define SCRAM_SALT_LEN           16
 
 struct scram_verifier {
     enum scram_hash hash;

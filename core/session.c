@@ -299,8 +299,7 @@ struct session *session_find(const char *bare, const char *resource)
     return found;
 }
 
-size_t session_find_bare(const char *bare, enum session_pick pick, struct session **out,
-                         size_t cap)
+size_t session_find_bare(const char *bare, enum session_pick pick, struct session **out, size_t cap)
 {
     uint64_t h = hash_str(bare);
     struct shard *sh = shard_for(h);

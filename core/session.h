@@ -22,12 +22,12 @@ struct c2s;
 
 struct session {
     atomic_int refs;
-    uint64_t id;      /* the connection id, for logs */
-    struct worker *w; /* the worker that owns the connection */
-    char *full;       /* "local@host/resource", immutable after bind */
-    char *bare;       /* "local@host" */
+    uint64_t id;                         /* the connection id, for logs */
+    struct worker *w;                    /* the worker that owns the connection */
+    char *full;                          /* "local@host/resource", immutable after bind */
+    char *bare;                          /* "local@host" */
     const char *local, *host, *resource; /* point into a private copy */
-    uint64_t bound_at; /* bind order, oldest first */
+    uint64_t bound_at;                   /* bind order, oldest first */
 
     /* Written on w under the shard's write lock; read by routers under the read lock. */
     int priority;
@@ -42,10 +42,10 @@ struct session {
 };
 
 enum session_pick {
-    PICK_TOP_PRIORITY,   /* available, priority >= 0, only those with the highest priority */
-    PICK_NON_NEGATIVE,   /* available, priority >= 0 */
-    PICK_AVAILABLE,      /* available, any priority */
-    PICK_ALL,            /* every bound session */
+    PICK_TOP_PRIORITY, /* available, priority >= 0, only those with the highest priority */
+    PICK_NON_NEGATIVE, /* available, priority >= 0 */
+    PICK_AVAILABLE,    /* available, any priority */
+    PICK_ALL,          /* every bound session */
 };
 
 /* Before workers start; shards is rounded up to a power of two. */

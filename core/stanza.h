@@ -20,15 +20,15 @@
 #include "buf.h"
 #include "mem.h"
 
-#define NS_CLIENT  "jabber:client"
-#define NS_SERVER  "jabber:server"
-#define NS_STREAMS "http://etherx.jabber.org/streams"
-#define NS_XML     "http://www.w3.org/XML/1998/namespace"
-#define NS_TLS     "urn:ietf:params:xml:ns:xmpp-tls"
-#define NS_SASL    "urn:ietf:params:xml:ns:xmpp-sasl"
-#define NS_BIND    "urn:ietf:params:xml:ns:xmpp-bind"
-#define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_CLIENT        "jabber:client"
+#define NS_SERVER        "jabber:server"
+#define NS_STREAMS       "http://etherx.jabber.org/streams"
+#define NS_XML           "http://www.w3.org/XML/1998/namespace"
+#define NS_TLS           "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL          "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIND          "urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_SESSION       "urn:ietf:params:xml:ns:xmpp-session"
+#define NS_STANZAS       "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define NS_STREAM_ERRORS "urn:ietf:params:xml:ns:xmpp-streams"
 
 enum xml_node_kind { XML_NODE_ELEMENT, XML_NODE_TEXT };
@@ -80,7 +80,8 @@ void xml_el_remove(struct xml_el *el, struct xml_node *child);
 struct xml_el *xml_el_copy(struct arena *a, const struct xml_el *el);
 
 /* Reading. */
-const char *xml_el_attr(const struct xml_el *el, const char *name); /* unqualified; NULL if absent */
+const char *xml_el_attr(const struct xml_el *el,
+                        const char *name); /* unqualified; NULL if absent */
 const char *xml_el_attr_ns(const struct xml_el *el, const char *ns, const char *name);
 /* First child element with that namespace (NULL: any) and name (NULL: any). */
 struct xml_el *xml_el_child(const struct xml_el *el, const char *ns, const char *name);
@@ -162,7 +163,7 @@ enum stanza_error {
     SERR_UNDEFINED_CONDITION,
     SERR_UNEXPECTED_REQUEST,
 };
-const char *stanza_error_name(enum stanza_error e);      /* "item-not-found" */
+const char *stanza_error_name(enum stanza_error e);         /* "item-not-found" */
 const char *stanza_error_default_type(enum stanza_error e); /* "cancel", "modify", "auth", "wait" */
 
 /*
@@ -171,8 +172,8 @@ const char *stanza_error_default_type(enum stanza_error e); /* "cancel", "modify
  * when st is itself an error (RFC 6120 §8.3.1: never answer an error with an error), and when
  * st is not a message, presence or iq.
  */
-struct stanza *stanza_error_reply(const struct stanza *st, enum stanza_error cond,
-                                  const char *type, const char *text);
+struct stanza *stanza_error_reply(const struct stanza *st, enum stanza_error cond, const char *type,
+                                  const char *text);
 /* An empty iq result to an iq get/set: to/from swapped, same id, same namespace. NULL when iq
  * is not an iq of type get or set. */
 struct stanza *stanza_iq_result(const struct stanza *iq);

@@ -63,8 +63,7 @@ static struct tls_creds *creds_build(const struct config *cfg, char *err, size_t
     const char *epos = NULL;
     rc = gnutls_priority_init(&c->priority, cfg->tls_priority, &epos);
     if (rc < 0) {
-        snprintf(err, errlen, "tls.priority: %s at \"%s\"", gnutls_strerror(rc),
-                 epos ? epos : "");
+        snprintf(err, errlen, "tls.priority: %s at \"%s\"", gnutls_strerror(rc), epos ? epos : "");
         gnutls_certificate_free_credentials(c->x509);
         free(c);
         return NULL;

@@ -37,12 +37,15 @@ void worker_io_del(struct worker *w, struct io *io);
 struct timer;
 typedef void (*timer_fn)(struct timer *t);
 struct timer {
-    uint64_t due;     /* monotonic ms */
-    size_t heap_idx;  /* position in the heap, SIZE_MAX when not armed */
+    uint64_t due;    /* monotonic ms */
+    size_t heap_idx; /* position in the heap, SIZE_MAX when not armed */
     timer_fn fn;
     void *ud;
 };
-#define TIMER_INIT {0, SIZE_MAX, NULL, NULL}
+#define TIMER_INIT                                                                                 \
+    {                                                                                              \
+        0, SIZE_MAX, NULL, NULL                                                                    \
+    }
 void timer_init(struct timer *t, timer_fn fn, void *ud);
 /* (Re)arms t to fire once after ms milliseconds. */
 void worker_timer_start(struct worker *w, struct timer *t, uint64_t ms);

@@ -30,7 +30,8 @@
  * not a processing instruction to libxml2 and is accepted. Entities are never substituted and
  * nothing is loaded: no DTD options, XML_PARSE_NONET, and resolveEntity refuses. Errors reach a
  * structured handler set on the context (never stderr); warnings are ignored, errors end the
- * stream with not-well-formed.
+ * stream with not-well-formed. Two guards against quadratic rescans in libxml2 2.9's push
+ * parser are described at guard_pending().
  */
 #include "xmlstream.h"
 
@@ -96,6 +97,13 @@ struct xmlstream {
     bool unit_open;      /* a top-level element (or the header, or garbage) has begun */
     uint64_t unit_start; /* its first byte */
     unsigned bom;        /* bytes of a UTF-8 byte order mark skipped at the start */
+
+    /* Long-tag guard for libxml2 before 2.11 (see guard_pending()). */
+    bool tag_active;     /* a long tag is pending in libxml2 and tracked here */
+    uint64_t tag_origin; /* offset of its '<' */
+    char tag_quote;      /* quote open at the end of what was tracked, or 0 */
+    bool tag_flushed;    /* the tracked tag was found complete and given to libxml2 */
+    struct buf hold;     /* input held back while the tag is incomplete */
 };
 
 static pthread_once_t libxml_once = PTHREAD_ONCE_INIT;
@@ -557,6 +565,8 @@ static void restart(struct xmlstream *xs)
     xs->unit_ended = false;
     xs->unit_open = false;
     xs->bom = 0;
+    xs->tag_active = xs->tag_flushed = false;
+    xs->hold.len = 0;
     xs->state = XS_OPEN;
 }
 
@@ -586,6 +596,7 @@ static void destroy(struct xmlstream *xs)
     discard_pending(xs);
     xmlFreeParserCtxt(xs->ctxt);
     buf_free(&xs->text);
+    buf_free(&xs->hold);
     free(xs);
 }
 
@@ -675,6 +686,88 @@ static enum delivery deliver(struct xmlstream *xs)
 }
 
 /*
+ * libxml2 before 2.11 rescans a pending tag, comment or processing instruction from its '<'
+ * every time a chunk with a '>' arrives, so a peer that drips a long tag full of quoted '>'
+ * (or an endless comment) a few bytes at a time costs quadratic time within the size limit.
+ * Two guards keep the work linear:
+ *  - a comment, processing instruction or DTD that libxml2 is waiting to complete is already
+ *    restricted XML, so the stream fails as soon as one has begun;
+ *  - once a pending tag is longer than LONG_TAG, its bytes are tracked here (quotes and the
+ *    closing '>', resumable across feeds). Input whose every '>' is inside quotes is held
+ *    back, and handed over with the piece that closes the tag, so libxml2 scans the tag once.
+ *    For well-formed input libxml2 then always parses the tag; if it does not, the tag was
+ *    broken in a way libxml2 has not reported yet, and the stream fails with not-well-formed.
+ * Newer libxml2 resumes its scans and needs neither.
+ */
+#define LONG_TAG 1024
+
+/* Tracks tag bytes; returns true with *end_r at the '>' that closes the tag. */
+static bool track_tag(struct xmlstream *xs, const char *p, size_t n, size_t *end_r)
+{
+    char q = xs->tag_quote;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (q != 0) {
+            if (c == q)
+                q = 0;
+        } else if (c == '\'' || c == '"') {
+            q = c;
+        } else if (c == '>' || c == '<') {
+            /* '<' cannot be in a tag: handing it over lets libxml2 report the error. */
+            xs->tag_quote = 0;
+            *end_r = i;
+            return true;
+        }
+    }
+    xs->tag_quote = q;
+    return false;
+}
+
+/* After libxml2 has returned: fail early on restricted constructs, start tracking a long
+ * pending tag, and catch a tag libxml2 would not parse although it is complete. */
+static void guard_pending(struct xmlstream *xs)
+{
+#if LIBXML_VERSION < 21100
+    xmlParserCtxtPtr c = xs->ctxt;
+    if (xs->halted)
+        return;
+    if (c->progressive == XML_PARSER_COMMENT) {
+        fail(xs, STRERR_RESTRICTED_XML, "comment");
+        return;
+    }
+    if (c->progressive == XML_PARSER_PI) {
+        fail(xs, STRERR_RESTRICTED_XML, "processing instruction");
+        return;
+    }
+    if (c->progressive == XML_PARSER_DTD || c->instate == XML_PARSER_DTD) {
+        fail(xs, STRERR_RESTRICTED_XML, "document type declaration");
+        return;
+    }
+    bool in_tag = c->instate == XML_PARSER_START_TAG || c->instate == XML_PARSER_END_TAG;
+    uint64_t origin = in_tag ? parse_pos(xs) : 0;
+    if (xs->tag_flushed && in_tag && origin == xs->tag_origin) {
+        fail(xs, STRERR_NOT_WELL_FORMED, "malformed tag");
+        return;
+    }
+    xs->tag_flushed = false;
+    if (!in_tag || xs->tag_active || xs->fed - origin <= LONG_TAG)
+        return;
+    /* Start tracking: the tag so far is what libxml2 holds after its '<'. */
+    const xmlParserInputPtr in = c->input;
+    size_t end;
+    xs->tag_quote = 0;
+    if (track_tag(xs, (const char *)in->cur + 1, (size_t)(in->end - in->cur - 1), &end)) {
+        fail(xs, STRERR_NOT_WELL_FORMED, "malformed tag");
+        return;
+    }
+    xs->tag_active = true;
+    xs->tag_origin = origin;
+#else
+    (void)xs;
+#endif
+}
+
+/*
  * Feeds one piece of input (at most what the element under way may still take) and updates
  * the accounting: if top-level elements ended inside the piece, the next one starts at the
  * first non-blank byte after the last end.
@@ -742,26 +835,46 @@ int xmlstream_feed(struct xmlstream *xs, const char *data, size_t len)
                 break;
         }
         size_t n = (size_t)(end - p);
+        uint64_t taken = xs->fed + xs->hold.len; /* bytes accepted so far */
         if (!xs->unit_open) {
             size_t i = count_blanks(p, n);
             if (i < n) {
                 xs->unit_open = true;
-                xs->unit_start = xs->fed + i;
+                xs->unit_start = taken + i;
             }
         }
         if (xs->unit_open) {
             uint64_t limit_end = xs->unit_start + xs->lim.max_stanza_bytes;
-            if (xs->fed >= limit_end) {
+            if (taken >= limit_end) {
                 fail(xs, STRERR_POLICY_VIOLATION, "top-level element exceeds the size limit");
                 break;
             }
-            if (n > limit_end - xs->fed)
-                n = (size_t)(limit_end - xs->fed);
+            if (n > limit_end - taken)
+                n = (size_t)(limit_end - taken);
         }
         if (n > MAX_PIECE)
             n = MAX_PIECE;
-        parse_piece(xs, p, n);
+        size_t tag_end;
+        if (!xs->tag_active) {
+            parse_piece(xs, p, n);
+        } else if (track_tag(xs, p, n, &tag_end)) {
+            /* The tracked tag is complete: hand over what was held and this piece at once. */
+            xs->tag_active = false;
+            xs->tag_flushed = true;
+            if (xs->hold.len > 0) {
+                buf_append(&xs->hold, p, n);
+                parse_piece(xs, xs->hold.data, xs->hold.len);
+                xs->hold.len = 0;
+            } else {
+                parse_piece(xs, p, n);
+            }
+        } else if (xs->hold.len > 0 || memchr(p, '>', n) != NULL) {
+            buf_append(&xs->hold, p, n); /* a quoted '>' would make libxml2 rescan the tag */
+        } else {
+            parse_piece(xs, p, n); /* no '>' at all: libxml2 only appends it */
+        }
         p += n;
+        guard_pending(xs);
         enum delivery d = deliver(xs);
         if (d == FREED_OK || d == FREED_FAILED)
             return d == FREED_OK ? 0 : -1;

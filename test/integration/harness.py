@@ -1304,6 +1304,123 @@ class RawClient:
 
 
 # ---------------------------------------------------------------------------------------------
+# TLS 1.3 channel binding (tls-exporter, RFC 9266): Python's ssl module cannot export keying
+# material, pyOpenSSL (Debian python3-openssl) can. A small blocking client for that one check.
+
+try:
+    from OpenSSL import SSL as _OSSL
+except ImportError:   # the test that needs it is skipped
+    _OSSL = None
+
+
+class ExporterClient:
+    """STARTTLS with TLS 1.3 through pyOpenSSL, then SASL; blocking, every read bounded by a
+    deadline."""
+
+    available = _OSSL is not None
+
+    def __init__(self, port, host='localhost', timeout=None):
+        self.host = host
+        self.deadline = time.monotonic() + (timeout or TIMEOUT)
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout or TIMEOUT)
+        self.sock.setblocking(False)
+        self.conn = None
+        self.pending = collections.deque()
+        self._new_parser()
+
+    def _new_parser(self):
+        self.parser = ET.XMLPullParser(events=('start', 'end'))
+        self.depth = 0
+
+    def _io(self, fn, *args):
+        import select
+        while True:
+            try:
+                return fn(*args)
+            except (BlockingIOError, InterruptedError) if self.conn is None else \
+                    (_OSSL.WantReadError, _OSSL.WantWriteError):
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError('ExporterClient: timed out')
+                select.select([self.sock], [self.sock], [], min(left, 0.2))
+
+    def send(self, data):
+        data = data.encode() if isinstance(data, str) else data
+        while data:
+            n = self._io((self.conn or self.sock).send, data)
+            data = data[n:]
+
+    def next_element(self):
+        while not self.pending:
+            try:
+                data = self._io((self.conn or self.sock).recv, 65536)
+            except _OSSL.ZeroReturnError:
+                data = b''
+            if not data:
+                raise StreamClosed('ExporterClient: connection closed')
+            self.parser.feed(data)
+            for ev, el in self.parser.read_events():
+                if ev == 'start':
+                    self.depth += 1
+                else:
+                    self.depth -= 1
+                    if self.depth == 1:
+                        self.pending.append(el)
+        return self.pending.popleft()
+
+    def open_stream(self):
+        self._new_parser()
+        self.send(RawClient.HEADER % attr(self.host))
+        while True:
+            el = self.next_element()
+            if tag_is(el, 'features', NS_STREAM):
+                return el
+
+    def starttls13(self):
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        el = self.next_element()
+        assert tag_is(el, 'proceed', NS_TLS), to_str(el)
+        ctx = _OSSL.Context(_OSSL.TLS_CLIENT_METHOD)
+        ctx.set_min_proto_version(_OSSL.TLS1_3_VERSION)
+        ctx.set_verify(_OSSL.VERIFY_NONE, lambda *a: True)
+        self.conn = _OSSL.Connection(ctx, self.sock)
+        self.conn.set_tlsext_host_name(self.host.encode())
+        self.conn.set_connect_state()
+        self._io(self.conn.do_handshake)
+        self._new_parser()
+        return self.conn.get_protocol_version_name()
+
+    def exporter(self):
+        return self.conn.export_keying_material(b'EXPORTER-Channel-Binding', 32)
+
+    def auth_scram(self, user, password, mech, cb_type, cb_data):
+        sc = Scram(mech, user, password, cb_type=cb_type, cb_data=cb_data)
+        self.send("<auth xmlns='%s' mechanism='%s'>%s</auth>"
+                  % (NS_SASL, mech, base64.b64encode(sc.first()).decode()))
+        el = self.next_element()
+        if not tag_is(el, 'challenge', NS_SASL):
+            return el
+        final = sc.final(base64.b64decode(el.text or ''))
+        self.send("<response xmlns='%s'>%s</response>" % (NS_SASL, base64.b64encode(final).decode()))
+        el = self.next_element()
+        if tag_is(el, 'challenge', NS_SASL):
+            if not sc.verify(base64.b64decode(el.text or '')):
+                raise AssertionError('bad server signature')
+            self.send("<response xmlns='%s'/>" % NS_SASL)
+            el = self.next_element()
+        elif tag_is(el, 'success', NS_SASL) and el.text and el.text.strip() not in ('', '='):
+            if not sc.verify(base64.b64decode(el.text)):
+                raise AssertionError('bad server signature in <success/>')
+        return el
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
 # slixmpp client
 
 import logging                                     # noqa: E402

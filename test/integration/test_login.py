@@ -9,6 +9,7 @@ import os
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ServerTestCase, async_test, main, Client, LoginFailed,  # noqa
+                     RawClient, ExporterClient,
                      TLS12, NS_SASL, NS_STREAM, NS_BIND, tag_is, to_str,
                      cert_fingerprint, SLOW, log)
 
@@ -269,6 +270,27 @@ class Login(ServerTestCase):
         await r.open_stream()
         el = await r.auth_scram('alice', USERS[ALICE], 'SCRAM-SHA-1-PLUS')
         self.assertEqual(r.sasl_condition(el), 'success', to_str(el))
+
+    def test_scram_plus_tls13_exporter(self):
+        """-PLUS under TLS 1.3 binds with tls-exporter (RFC 9266)."""
+        if not ExporterClient.available:
+            self.skipTest('pyOpenSSL (python3-openssl) is not installed')
+        for mech, cb, want in (('SCRAM-SHA-256-PLUS', 'good', 'success'),
+                               ('SCRAM-SHA-1-PLUS', 'good', 'success'),
+                               ('SCRAM-SHA-256-PLUS', 'bad', 'not-authorized')):
+            with self.subTest(mech=mech, binding=cb):
+                c = ExporterClient(self.server.starttls_port)
+                try:
+                    c.open_stream()
+                    self.assertEqual(c.starttls13(), 'TLSv1.3')
+                    f = c.open_stream()
+                    mechs = [m.text for m in f.iter('{%s}mechanism' % NS_SASL)]
+                    self.assertIn(mech, mechs)
+                    data = c.exporter() if cb == 'good' else bytes(32)
+                    el = c.auth_scram('alice', USERS[ALICE], mech, 'tls-exporter', data)
+                    self.assertEqual(RawClient.sasl_condition(el), want, to_str(el))
+                finally:
+                    c.close()
 
     @async_test
     async def test_scram_downgrade_flag_refused(self):

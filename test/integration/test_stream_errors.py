@@ -10,7 +10,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ServerTestCase, async_test, main, NS_STREAM, tag_is, SLOW,  # noqa
-                     SANITIZED)
+                     SANITIZED, log)
 
 ALICE = 'alice@localhost'
 BOB = 'bob@localhost'
@@ -349,15 +349,20 @@ class SlowReader(ServerTestCase):
         # from here on nobody reads slow's socket
         rss0 = self.server_rss_kb()
         chunk = 'x' * 4000
+        t0 = time.monotonic()
         for i in range(2000):   # 8 MB, far beyond every buffer on the way
             await sender.send_message(slow.jid, chunk, iid='f%d' % i)
+        log('flood sent in %.2f s' % (time.monotonic() - t0))
         # the sender is still served
         await sender.send_message(other.jid, 'after the flood')
         await other.wait_message('after the flood', timeout=30 * SLOW)
+        log('sender served again after %.2f s' % (time.monotonic() - t0))
         self.assertIsNone(sender.stream_error)
         # the slow reader was cut off: draining its socket ends in EOF (after a stream error,
-        # if the server could still send one)
+        # if the server could still send one). A big window makes the drain quick.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self.assertTrue(await slow.wait_closed(30 * SLOW), 'the slow reader was not disconnected')
+        log('slow reader closed after %.2f s' % (time.monotonic() - t0))
         self.assertLess(len(slow.messages()), 2000, 'all 8 MB reached the slow reader')
         rss1 = self.server_rss_kb()
         if rss0 and rss1 and not SANITIZED:   # ASan's quarantine keeps freed memory

@@ -67,7 +67,8 @@ static char *in_data(const char *rel)
     static char buf[4][PATH_MAX];
     static int i;
     i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", data_dir(), rel);
+    int n = snprintf(buf[i], sizeof buf[i], "%s/%s", data_dir(), rel);
+    UNIT_ASSERT(n > 0 && (size_t)n < sizeof buf[i]);
     return buf[i];
 }
 

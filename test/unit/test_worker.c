@@ -11,7 +11,7 @@
 #include "unit.h"
 #include "worker.h"
 
-#define PRODUCERS 3
+#define PRODUCERS    3
 #define PER_PRODUCER 100000
 
 struct item {
@@ -92,9 +92,9 @@ static void arm_timers(struct post *p)
         timer_init(&timers[i], on_timer, (void *)i);
         worker_timer_start(w, &timers[i], (uint64_t)delays[i]);
     }
-    worker_timer_stop(w, &timers[3]);          /* 10 ms: never */
-    worker_timer_start(w, &timers[0], 5);      /* 60 → 5 ms */
-    worker_timer_stop(w, &timers[4]);          /* 30 ms: never */
+    worker_timer_stop(w, &timers[3]);     /* 10 ms: never */
+    worker_timer_start(w, &timers[0], 5); /* 60 → 5 ms */
+    worker_timer_stop(w, &timers[4]);     /* 30 ms: never */
     UNIT_ASSERT(!timer_armed(&timers[3]));
     UNIT_ASSERT(timer_armed(&timers[1]));
 }

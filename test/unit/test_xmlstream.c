@@ -674,6 +674,75 @@ static void test_attribute_limit(void)
     rec_done(&r);
 }
 
+/* Long tags with quoted '>' dripped in small pieces (held back until the tag closes, to keep
+ * libxml2 2.9 from rescanning them) still parse exactly, and on time. */
+static void test_long_tags(void)
+{
+    struct buf in = BUF_INIT;
+    buf_append_str(&in, HEADER "<message to='");
+    for (int i = 0; i < 3000; i++)
+        buf_append_str(&in, i % 3 ? ">" : "\"");
+    buf_append_str(&in, "' id=\"");
+    for (int i = 0; i < 3000; i++)
+        buf_append_str(&in, i % 2 ? ">" : "'");
+    buf_append_str(&in, "\"><body>x</body></message");
+    for (int i = 0; i < 2000; i++)
+        buf_append_str(&in, " ");
+    buf_append_str(&in, "><presence/>");
+    const char *input = buf_cstr(&in);
+
+    struct rec whole;
+    rec_init(&whole, NULL);
+    UNIT_ASSERT_INT_EQ(feed(&whole, input), 0);
+    UNIT_ASSERT_INT_EQ(whole.stanzas, 2);
+    struct rec bytes;
+    rec_init(&bytes, NULL);
+    UNIT_ASSERT_INT_EQ(feed_bytes(&bytes, input), 0);
+    UNIT_ASSERT_STR_EQ(transcript(&bytes), transcript(&whole));
+    /* The message is delivered with the '>' ending its long end tag, the presence after it. */
+    UNIT_ASSERT_INT_EQ(bytes.at[1], in.len - strlen("<presence/>") - 1);
+    UNIT_ASSERT_INT_EQ(bytes.at[2], in.len - 1);
+    for (uint32_t seed = 1; seed <= 30; seed++) {
+        struct rec r;
+        rec_init(&r, NULL);
+        UNIT_ASSERT_INT_EQ(feed_random(&r, input, seed), 0);
+        UNIT_ASSERT_STR_EQ(transcript(&r), transcript(&whole));
+        rec_done(&r);
+    }
+    rec_done(&whole);
+    rec_done(&bytes);
+
+    /* A long tag that turns out broken fails, whether its quote closes or not. */
+    in.len = 0;
+    buf_append_str(&in, HEADER "<message a='");
+    for (int i = 0; i < 2000; i++)
+        buf_append_str(&in, ">");
+    buf_append_str(&in, "<'/><presence/>");
+    expect_error(buf_cstr(&in), STRERR_NOT_WELL_FORMED);
+    in.len = 0;
+    buf_append_str(&in, HEADER "<message a='x'");
+    for (int i = 0; i < 2000; i++)
+        buf_append_str(&in, " ");
+    buf_append_str(&in, "<presence/>");
+    expect_error(buf_cstr(&in), STRERR_NOT_WELL_FORMED);
+    buf_free(&in);
+}
+
+/* A comment or processing instruction fails the stream as soon as it begins, not when (if
+ * ever) it ends. */
+static void test_restricted_detected_early(void)
+{
+    const char *starts[] = {HEADER "<!--",        HEADER "<message><!--",    HEADER "<?",
+                            HEADER "<message><?", "<?xml version='1.0'?><?", "<!DOCTYPE stream"};
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+        struct rec r;
+        rec_init(&r, NULL);
+        UNIT_ASSERT_INT_EQ(feed_bytes(&r, starts[i]), -1);
+        UNIT_ASSERT_INT_EQ(r.err, STRERR_RESTRICTED_XML);
+        rec_done(&r);
+    }
+}
+
 /* ---- the callback contract ---- */
 
 static void test_error_reported_once(void)
@@ -786,6 +855,7 @@ UNIT_MAIN(UNIT_TEST(test_client_stream_whole), UNIT_TEST(test_client_stream_byte
           UNIT_TEST(test_encodings), UNIT_TEST(test_endless_stanza_byte_by_byte),
           UNIT_TEST(test_giant_attribute_and_text), UNIT_TEST(test_limit_is_exact),
           UNIT_TEST(test_keepalives_do_not_count), UNIT_TEST(test_depth_limit),
-          UNIT_TEST(test_attribute_limit), UNIT_TEST(test_error_reported_once),
+          UNIT_TEST(test_attribute_limit), UNIT_TEST(test_long_tags),
+          UNIT_TEST(test_restricted_detected_early), UNIT_TEST(test_error_reported_once),
           UNIT_TEST(test_free_from_callbacks), UNIT_TEST(test_nothing_on_stderr),
           UNIT_TEST(test_namespaces_resolved))

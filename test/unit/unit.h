@@ -24,7 +24,10 @@ struct unit_test {
     void (*fn)(void);
 };
 
-#define UNIT_TEST(f) {#f, f}
+#define UNIT_TEST(f)                                                                               \
+    {                                                                                              \
+#f, f                                                                                      \
+    }
 
 #define UNIT_FAIL(...)                                                                             \
     do {                                                                                           \
