@@ -58,8 +58,12 @@ void router_bounce(struct stanza *st, enum stanza_error cond, const char *text)
     if (reply) {
         /* The error comes from where the stanza was going; when that was no valid address,
          * from the sender's own server. */
-        if (st->to == NULL && st->from != NULL)
-            stanza_set_from(reply, st->from->domain);
+        if (st->to == NULL && st->from_str != NULL) {
+            const struct jid *from =
+                st->from ? st->from : jid_parse(st->arena, st->from_str, strlen(st->from_str), NULL);
+            if (from)
+                stanza_set_from(reply, from->domain);
+        }
         router_route(reply);
     }
     stanza_free(&st);
@@ -243,7 +247,7 @@ void router_from_session(struct session *s, struct stanza *st)
     /* RFC 6120 §8.1.2.1: the server stamps 'from' with the sender's full JID, whatever the
      * client put there. */
     stanza_set_from(st, s->full);
-    st->from = jid_parse(st->arena, s->full, strlen(s->full), NULL);
+    st->from = NULL; /* parsed only if an error reply needs it */
 
     if (st->to_str) {
         const char *why = NULL;
@@ -259,7 +263,7 @@ void router_from_session(struct session *s, struct stanza *st)
         return;
     case STANZA_MESSAGE:
         if (!st->to) {
-            /* RFC 6121 §8.5.?: no 'to' means the sender's own bare JID. */
+            /* RFC 6120 §10.3.1: no 'to' means the sender's own bare JID. */
             stanza_set_to(st, s->bare);
             st->to = jid_parse(st->arena, s->bare, strlen(s->bare), NULL);
         }
