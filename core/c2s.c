@@ -573,10 +573,46 @@ static void sasl_handle_result(struct c2s *c, enum sasl_result r, const unsigned
 }
 
 struct cred_fetch {
+    struct offload off; /* must be first: PLAIN's PBKDF2 runs on a helper thread */
     struct conn *conn;
     unsigned char *initial;
     size_t initial_len;
+    /* PLAIN on the helper thread: the SASL context travels with the job */
+    struct sasl_conn *sasl;
+    enum sasl_result r;
+    const unsigned char *out;
+    size_t outlen;
+    const char *failure;
 };
+
+static void cred_fetch_free(struct cred_fetch *f)
+{
+    sasl_conn_free(&f->sasl);
+    free(f->initial);
+    conn_unref(&f->conn);
+    free(f);
+}
+
+static void plain_work(struct offload *o)
+{
+    struct cred_fetch *f = (struct cred_fetch *)o;
+    f->r = sasl_conn_start(f->sasl, "PLAIN", f->initial, f->initial_len, &f->out, &f->outlen,
+                           &f->failure);
+}
+
+static void plain_done(struct offload *o)
+{
+    struct cred_fetch *f = (struct cred_fetch *)o;
+    struct c2s *c = f->conn->ud;
+    if (f->conn->state != CONN_CLOSED && c && !c->closing) {
+        c->sasl = f->sasl;
+        f->sasl = NULL;
+        sasl_handle_result(c, f->r, f->out, f->outlen, f->failure);
+        if (!c->closing && !timer_armed(&c->delay))
+            c2s_set_busy(c, false);
+    }
+    cred_fetch_free(f);
+}
 
 static void sasl_credentials_ready(enum db_status status, PGresult *res, const char *err, void *ud)
 {
@@ -591,6 +627,15 @@ static void sasl_credentials_ready(enum db_status status, PGresult *res, const c
             struct scram_verifier v[SCRAM_HASH_COUNT];
             size_t n = accounts_verifiers_from_result(res, v, SCRAM_HASH_COUNT);
             sasl_conn_set_credentials(c->sasl, v, n);
+            if (strcmp(c->sasl_mech, "PLAIN") == 0) {
+                /* Checking a plaintext password means PBKDF2 with the stored iteration count:
+                 * milliseconds of CPU that must not stall the loop. The context moves to the
+                 * job so nothing on this worker touches it meanwhile; the stream stays busy. */
+                f->sasl = c->sasl;
+                c->sasl = NULL;
+                offload_submit(&f->off, plain_work, plain_done);
+                return;
+            }
             const unsigned char *out = NULL;
             size_t outlen = 0;
             const char *failure = NULL;
@@ -601,9 +646,7 @@ static void sasl_credentials_ready(enum db_status status, PGresult *res, const c
         if (!c->closing && !timer_armed(&c->delay))
             c2s_set_busy(c, false);
     }
-    free(f->initial);
-    conn_unref(&f->conn);
-    free(f);
+    cred_fetch_free(f);
 }
 
 /* The client's first message is here: learn the account, fetch its verifiers, then start. */
@@ -626,9 +669,7 @@ static void sasl_begin(struct c2s *c, const unsigned char *in, size_t inlen)
     struct db_params p = {.n = 2, .values = values};
     c2s_set_busy(c, true);
     if (db_query(&db_stmt_fetch_credentials, &p, sasl_credentials_ready, f) != 0) {
-        free(f->initial);
-        conn_unref(&f->conn);
-        free(f);
+        cred_fetch_free(f);
         c2s_reset_sasl(c);
         sasl_failure_now(c, "temporary-auth-failure", NULL);
         c2s_set_busy(c, false);
