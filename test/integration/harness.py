@@ -19,6 +19,8 @@ children also get a parent-death signal, so a SIGKILLed test leaves no server or
   RawClient                 an asyncio socket speaking XML by hand: open_stream(), starttls(),
                             auth_plain(), auth_scram(), bind(), login(), send(), wait_for(),
                             expect_stream_error() — for exact and hostile protocol checks
+  ExporterClient            a blocking pyOpenSSL client for the one thing Python's ssl cannot do:
+                            TLS 1.3 channel binding (tls-exporter) for SCRAM-…-PLUS
   ServerTestCase            unittest.TestCase with a server per class (class attribute `config`
                             holds overrides, `users` the accounts to create); tests are
                             `@async_test async def test_…(self)`; on failure the server log of
