@@ -17,6 +17,7 @@
  */
 #include "c2s.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@
 #include "sasl.h"
 #include "server.h"
 #include "session.h"
+#include "slab.h"
 #include "tls.h"
 #include "worker.h"
 #include "xmlstream.h"
@@ -78,12 +80,14 @@ struct c2s {
 
     struct timer timeout; /* negotiation deadline, then idle checks */
     uint64_t last_input;
+    bool idle;          /* parser and buffers given back; set by the sweep, cleared by input */
     struct timer delay; /* delayed SASL failure */
     const char *delayed_failure;
 };
 
 struct c2s_list {
     struct c2s *head;
+    struct timer sweep; /* gives idle streams' memory back */
 };
 
 static void c2s_process(struct c2s *c, struct stanza *st);
@@ -206,11 +210,11 @@ static void c2s_on_close(struct conn *conn, const char *reason)
     xmlstream_free(&c->xs);
     sasl_conn_free(&c->sasl);
     free(c->sasl_mech);
-    free(c->username);
-    free(c->host);
+    slab_free(c->username);
+    slab_free(c->host);
     conn->ud = NULL;
     conn_unref(&c->conn);
-    free(c);
+    slab_free(c);
 }
 
 static void c2s_on_overflow(struct conn *conn)
@@ -223,6 +227,7 @@ static void c2s_on_data(struct conn *conn, const char *data, size_t len)
 {
     struct c2s *c = conn->ud;
     c->last_input = worker_now(c->w);
+    c->idle = false;
     if (!c->closing)
         xmlstream_feed(c->xs, data, len);
 }
@@ -280,9 +285,8 @@ static void c2s_xs_open(void *ud, const struct xmlstream_header *hdr)
         return;
     }
     if (!c->host)
-        c->host = host;
-    else
-        free(host);
+        c->host = slab_strdup(host);
+    free(host);
 
     snprintf(c->stream_id, sizeof c->stream_id, "%016llx",
              (unsigned long long)(c->conn->id * 0x9E3779B97F4A7C15ull ^ monotonic_ms()));
@@ -344,7 +348,7 @@ static const struct xmlstream_callbacks c2s_xs_callbacks = {
 void c2s_accept(struct worker *w, int fd, const char *peer, const struct config_listener *l)
 {
     const struct config *cfg = server_config;
-    struct c2s *c = xcalloc(1, sizeof *c);
+    struct c2s *c = slab_alloc(sizeof *c);
     c->w = w;
     c->listener = l;
     c->reject_admission = !addrlimit_conn_acquire(peer, cfg->max_connections_per_ip);
@@ -373,9 +377,50 @@ void c2s_accept(struct worker *w, int fd, const char *peer, const struct config_
         conn_start_tls(c->conn);
 }
 
+/*
+ * Most connected clients are idle most of the time. An idle stream needs no parser (libxml2's
+ * context is most of a connection's memory), no output buffer and no input queue: once a
+ * second, streams silent for IDLE_AFTER_MS give them back, and the next input rebuilds the
+ * parser (xmlstream_hibernate). Freed memory inside the heap only leaves the process's RSS when
+ * the allocator is asked to return it, so a sweep that freed much trims the heap.
+ */
+#define SWEEP_MS      1000
+#define IDLE_AFTER_MS 2000
+#define TRIM_AFTER    64
+
+static void c2s_sweep(struct timer *t)
+{
+    struct c2s_list *list = t->ud;
+    struct worker *w = worker_self();
+    uint64_t now = worker_now(w);
+    unsigned freed = 0;
+    for (struct c2s *c = list->head; c; c = c->next) {
+        if (c->idle || c->busy || c->closing || now - c->last_input < IDLE_AFTER_MS)
+            continue;
+        if (!xmlstream_hibernate(c->xs))
+            continue;
+        conn_trim(c->conn);
+        if (c->q_len == 0) {
+            free(c->queue);
+            c->queue = NULL;
+            c->q_cap = c->q_head = 0;
+        }
+        c->idle = true;
+        freed++;
+    }
+    if (freed > 0)
+        log_debug(0, "idle sweep: %u streams gave back their parser and buffers", freed);
+    if (freed >= TRIM_AFTER)
+        malloc_trim(0);
+    worker_timer_start(w, t, SWEEP_MS);
+}
+
 void c2s_worker_init(struct worker *w)
 {
-    worker_set_slot(w, WSLOT_C2S, xcalloc(1, sizeof(struct c2s_list)));
+    struct c2s_list *list = xcalloc(1, sizeof *list);
+    worker_set_slot(w, WSLOT_C2S, list);
+    timer_init(&list->sweep, c2s_sweep, list);
+    worker_timer_start(w, &list->sweep, SWEEP_MS);
 }
 
 void c2s_worker_done(struct worker *w)
@@ -545,7 +590,7 @@ static void sasl_failed(struct c2s *c, const char *cond)
 
 static void sasl_succeeded(struct c2s *c, const unsigned char *out, size_t outlen)
 {
-    c->username = xstrdup(sasl_conn_username(c->sasl));
+    c->username = slab_strdup(sasl_conn_username(c->sasl));
     c->authenticated = true;
     c->sasl_in_progress = false;
     log_info(c->conn->id, "authenticated as %s@%s with %s", c->username, c->host, c->sasl_mech);

@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "slab.h"
 #include "tls.h"
 
 #define READ_CHUNK     16384
@@ -67,7 +68,7 @@ static void conn_update_events(struct conn *c)
 struct conn *conn_new(struct worker *w, int fd, const char *peer, size_t out_limit,
                       const struct conn_handler *h, void *ud)
 {
-    struct conn *c = xcalloc(1, sizeof *c);
+    struct conn *c = slab_alloc(sizeof *c);
     c->id = conn_next_id();
     c->w = w;
     c->fd = fd;
@@ -107,7 +108,7 @@ void conn_unref(struct conn **cp)
         c->refs = 0;
     }
     buf_free(&c->out);
-    free(c);
+    slab_free(c);
 }
 
 bool conn_is_tls(const struct conn *c)
@@ -215,6 +216,12 @@ void conn_out_done(struct conn *c)
             c->h->on_output_overflow(c);
     }
     worker_after(c->w, &c->flush_after, conn_flush_after);
+}
+
+void conn_trim(struct conn *c)
+{
+    if (c->out.len == 0 && c->out.cap > 0)
+        buf_free(&c->out);
 }
 
 static int conn_start_handshake(struct conn *c);

@@ -74,6 +74,8 @@ void conn_write(struct conn *c, const void *p, size_t n);
  * output limit and schedules the flush like conn_write. */
 struct buf *conn_out(struct conn *c);
 void conn_out_done(struct conn *c);
+/* Gives back the output buffer's memory when it is empty (idle connections). */
+void conn_trim(struct conn *c);
 /* Starts the server side of TLS once the queued plaintext (e.g. <proceed/>) is flushed. */
 int conn_start_tls(struct conn *c);
 bool conn_is_tls(const struct conn *c);

@@ -60,7 +60,8 @@ void router_bounce(struct stanza *st, enum stanza_error cond, const char *text)
          * from the sender's own server. */
         if (st->to == NULL && st->from_str != NULL) {
             const struct jid *from =
-                st->from ? st->from : jid_parse(st->arena, st->from_str, strlen(st->from_str), NULL);
+                st->from ? st->from
+                         : jid_parse(st->arena, st->from_str, strlen(st->from_str), NULL);
             if (from)
                 stanza_set_from(reply, from->domain);
         }

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "mem.h"
+#include "slab.h"
 
 struct account {
     struct account *next; /* bucket chain */
@@ -77,9 +78,8 @@ void sessions_destroy(void)
                 struct account *next = a->next;
                 for (size_t k = 0; k < a->n; k++)
                     session_unref(&a->sess[k]);
-                free(a->sess);
-                free(a->bare);
-                free(a);
+                slab_free(a->sess);
+                slab_free(a);
                 a = next;
             }
         }
@@ -123,32 +123,34 @@ static void shard_remove(struct shard *sh, struct account *acc)
         pp = &(*pp)->next;
     *pp = acc->next;
     sh->n_accounts--;
-    free(acc->sess);
-    free(acc->bare);
-    free(acc);
+    slab_free(acc->sess);
+    slab_free(acc);
 }
 
 struct session *session_new(struct worker *w, uint64_t id, const char *local, const char *host,
                             const char *resource)
 {
-    struct session *s = xcalloc(1, sizeof *s);
+    size_t ll = strlen(local), hl = strlen(host), rl = strlen(resource);
+    /* One slab block: the session, then "local\0host\0resource\0", "local@host\0" and
+     * "local@host/resource\0". */
+    size_t parts = ll + hl + rl + 3, bare = ll + hl + 2, full = ll + hl + rl + 3;
+    struct session *s = slab_alloc(sizeof *s + parts + bare + full);
     atomic_init(&s->refs, 1);
     atomic_init(&s->closed, false);
     s->id = id;
     s->w = w;
-    size_t ll = strlen(local), hl = strlen(host), rl = strlen(resource);
-    s->parts = xmalloc(ll + hl + rl + 3);
+    s->parts = (char *)(s + 1);
     memcpy(s->parts, local, ll + 1);
     memcpy(s->parts + ll + 1, host, hl + 1);
     memcpy(s->parts + ll + hl + 2, resource, rl + 1);
     s->local = s->parts;
     s->host = s->parts + ll + 1;
     s->resource = s->parts + ll + hl + 2;
-    s->bare = xmalloc(ll + hl + 2);
+    s->bare = s->parts + parts;
     memcpy(s->bare, local, ll);
     s->bare[ll] = '@';
     memcpy(s->bare + ll + 1, host, hl + 1);
-    s->full = xmalloc(ll + hl + rl + 3);
+    s->full = s->bare + bare;
     memcpy(s->full, s->bare, ll + hl + 1);
     s->full[ll + hl + 1] = '/';
     memcpy(s->full + ll + hl + 2, resource, rl + 1);
@@ -169,10 +171,7 @@ void session_unref(struct session **sp)
     for (size_t i = 0; i < s->n_directed; i++)
         free(s->directed[i]);
     free(s->directed);
-    free(s->parts);
-    free(s->bare);
-    free(s->full);
-    free(s);
+    slab_free(s);
 }
 
 static void kicked_push(struct session ***arr, size_t *n, size_t *cap, struct session *s)
@@ -203,9 +202,10 @@ enum bind_result session_bind(struct session *s, int policy, int max_per_account
     if (!acc) {
         if (sh->n_accounts >= sh->n_buckets)
             shard_grow(sh);
-        acc = xcalloc(1, sizeof *acc);
+        size_t bl = strlen(s->bare);
+        acc = slab_alloc(sizeof *acc + bl + 1);
         acc->hash = h;
-        acc->bare = xstrdup(s->bare);
+        acc->bare = memcpy((char *)(acc + 1), s->bare, bl + 1);
         acc->next = sh->buckets[h & (sh->n_buckets - 1)];
         sh->buckets[h & (sh->n_buckets - 1)] = acc;
         sh->n_accounts++;
@@ -234,8 +234,13 @@ enum bind_result session_bind(struct session *s, int policy, int max_per_account
         kicked_push(&kicked, &nk, &ck, old);
     }
     if (acc->n == acc->cap) {
-        acc->cap = acc->cap ? acc->cap * 2 : 2;
-        acc->sess = xrealloc(acc->sess, acc->cap * sizeof *acc->sess);
+        size_t ncap = acc->cap ? acc->cap * 2 : 2;
+        struct session **ns = slab_alloc(ncap * sizeof *ns);
+        if (acc->n)
+            memcpy(ns, acc->sess, acc->n * sizeof *ns);
+        slab_free(acc->sess);
+        acc->sess = ns;
+        acc->cap = ncap;
     }
     s->bound_at = atomic_fetch_add(&bind_counter, 1);
     session_ref(s);

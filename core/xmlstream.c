@@ -35,6 +35,8 @@
  */
 #include "xmlstream.h"
 
+#include "slab.h"
+
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
 #include <libxml/xmlerror.h>
@@ -97,6 +99,12 @@ struct xmlstream {
     bool unit_open;      /* a top-level element (or the header, or garbage) has begun */
     uint64_t unit_start; /* its first byte */
     unsigned bom;        /* bytes of a UTF-8 byte order mark skipped at the start */
+
+    /* Hibernation (see xmlstream_hibernate()): the stream header's namespace declarations,
+     * replayed to a new context when an idle stream wakes up. */
+    char *resume; /* slab memory: it lives as long as the stream */
+    size_t resume_len;
+    bool resuming; /* the header being parsed is the replay: no callback, no checks */
 
     /* Long-tag guard for libxml2 before 2.11 (see guard_pending()). */
     bool tag_active;     /* a long tag is pending in libxml2 and tracked here */
@@ -371,6 +379,38 @@ static void start_header(struct xmlstream *xs, const xmlChar *localname, const x
         fail_parse(xs, STRERR_BAD_FORMAT, "root element is not a stream");
         return;
     }
+    if (xs->resuming) {
+        xs->resuming = false;
+        xs->depth = 1;
+        const xmlParserInputPtr rin = xs->ctxt->input;
+        uint64_t rpos = parse_pos(xs);
+        unit_end(xs, rin->cur < rin->end && rin->cur[0] == '>' ? rpos + 1 : rpos);
+        return;
+    }
+    /* What a replayed header needs: the element with the same prefix and every namespace
+     * declaration in scope for the stanzas that follow. */
+    struct buf r = BUF_INIT;
+    buf_append_str(&r, "<");
+    if (prefix != NULL) {
+        buf_append_str(&r, (const char *)prefix);
+        buf_append_str(&r, ":");
+    }
+    buf_append_str(&r, "stream");
+    for (int i = 0; i < nb_namespaces; i++) {
+        const char *np = (const char *)namespaces[2 * i], *nu = (const char *)namespaces[2 * i + 1];
+        buf_append_str(&r, np != NULL ? " xmlns:" : " xmlns");
+        if (np != NULL)
+            buf_append_str(&r, np);
+        buf_append_str(&r, "='");
+        xml_escape(&r, nu != NULL ? nu : "", nu != NULL ? strlen(nu) : 0);
+        buf_append_str(&r, "'");
+    }
+    buf_append_str(&r, ">");
+    slab_free(xs->resume);
+    xs->resume = slab_strndup(r.data, r.len);
+    xs->resume_len = r.len;
+    buf_free(&r);
+
     struct arena *a = arena_new(512);
     struct xmlstream_header *h = &xs->hdr;
     memset(h, 0, sizeof(*h));
@@ -557,8 +597,10 @@ static void restart(struct xmlstream *xs)
 {
     discard_pending(xs);
     xs->error_ready = false;
-    xmlFreeParserCtxt(xs->ctxt);
+    if (xs->ctxt != NULL)
+        xmlFreeParserCtxt(xs->ctxt);
     xs->ctxt = new_context(xs);
+    xs->resuming = false;
     xs->halted = false;
     xs->depth = 0;
     xs->fed = 0;
@@ -575,7 +617,7 @@ struct xmlstream *xmlstream_new(const struct xmlstream_callbacks *cb, void *ud,
 {
     pthread_once(&libxml_once, libxml_init);
     silence_thread();
-    struct xmlstream *xs = xcalloc(1, sizeof(*xs));
+    struct xmlstream *xs = slab_alloc(sizeof(*xs));
     xs->cb = *cb;
     xs->ud = ud;
     if (limits != NULL)
@@ -594,10 +636,12 @@ struct xmlstream *xmlstream_new(const struct xmlstream_callbacks *cb, void *ud,
 static void destroy(struct xmlstream *xs)
 {
     discard_pending(xs);
-    xmlFreeParserCtxt(xs->ctxt);
+    if (xs->ctxt != NULL)
+        xmlFreeParserCtxt(xs->ctxt);
     buf_free(&xs->text);
     buf_free(&xs->hold);
-    free(xs);
+    slab_free(xs->resume);
+    slab_free(xs);
 }
 
 void xmlstream_free(struct xmlstream **xsp)
@@ -821,11 +865,44 @@ static const char *stream_start(struct xmlstream *xs, const char *p, const char 
     return p;
 }
 
+bool xmlstream_hibernate(struct xmlstream *xs)
+{
+    if (xs->ctxt == NULL)
+        return true;
+    /* Only between top-level elements of an open stream, with nothing pending anywhere: then
+     * the whole parser state is "inside the stream element", which the replayed header
+     * restores exactly. Blanks libxml2 may still hold are keepalives and can go. */
+    if (xs->in_feed || xs->state != XS_OPEN || xs->halted || xs->depth != 1 || xs->unit_open ||
+        xs->tag_active || xs->hold.len > 0 || xs->text.len > 0 || xs->queue != NULL ||
+        xs->hdr_ready || xs->resume == NULL)
+        return false;
+    xmlFreeParserCtxt(xs->ctxt);
+    xs->ctxt = NULL;
+    buf_free(&xs->text);
+    buf_free(&xs->hold);
+    return true;
+}
+
+/* Wakes a hibernated stream: a new context that has parsed the replayed header. */
+static void wake(struct xmlstream *xs)
+{
+    xs->ctxt = new_context(xs);
+    xs->fed = 0;
+    xs->depth = 0;
+    xs->unit_open = false;
+    xs->unit_ended = false;
+    xs->resuming = true;
+    parse_piece(xs, xs->resume, xs->resume_len);
+    xs->unit_open = false; /* the replay is not the peer's input */
+}
+
 int xmlstream_feed(struct xmlstream *xs, const char *data, size_t len)
 {
     if (xs->state == XS_FAILED)
         return -1;
     silence_thread();
+    if (xs->ctxt == NULL && xs->state == XS_OPEN)
+        wake(xs);
     xs->in_feed = true;
     const char *p = data, *end = data + len;
     while (p < end && xs->state == XS_OPEN && !xs->halted) {

@@ -15,6 +15,7 @@
 #ifndef STANZAD_XMLSTREAM_H
 #define STANZAD_XMLSTREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "stanza.h"
@@ -63,6 +64,14 @@ void xmlstream_free(struct xmlstream **xs);
  * ignored until xmlstream_reset(). Must not be called from inside one of its callbacks.
  */
 int xmlstream_feed(struct xmlstream *xs, const char *data, size_t len);
+
+/*
+ * Frees the libxml2 parser of an idle stream (several kilobytes each); the next feed rebuilds
+ * it by replaying the stream header's namespace declarations, invisibly to the callbacks.
+ * Possible only between top-level elements; returns false (and does nothing) otherwise. Not
+ * from inside a callback.
+ */
+bool xmlstream_hibernate(struct xmlstream *xs);
 
 /*
  * Discards the parser state and expects a new stream header (after STARTTLS or SASL success).

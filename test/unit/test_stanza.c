@@ -1,4 +1,4 @@
-/* unit-sources: core/mem.c core/buf.c core/stanza.c core/serialize.c core/xmlstream.c */
+/* unit-sources: core/mem.c core/buf.c core/stanza.c core/serialize.c core/xmlstream.c core/slab.c */
 /*
  * test_stanza.c — arenas, buffers, the element model, the serializer, stanza helpers and the
  * error tables. Round trips go through the real stream parser.

@@ -1,4 +1,4 @@
-/* unit-sources: core/mem.c core/buf.c core/stanza.c core/serialize.c core/xmlstream.c */
+/* unit-sources: core/mem.c core/buf.c core/stanza.c core/serialize.c core/xmlstream.c core/slab.c */
 /*
  * test_xmlstream.c — the XMPP stream parser: whole, byte-by-byte and randomly chunked input,
  * stream restarts, restricted XML, broken XML, limits, and the callback contract.
@@ -845,6 +845,67 @@ static void test_namespaces_resolved(void)
     rec_done(&r);
 }
 
+/* An idle stream gives its libxml2 parser back and wakes up transparently: the stanzas after
+ * a hibernation, with a prefix declared on the stream header, come out exactly as without. */
+static void test_hibernate_and_wake(void)
+{
+    const char *hdr = "<stream:stream xmlns='jabber:client' " NS_STREAM_DECL
+                      " xmlns:x='urn:example:x' to='example.com' version='1.0'>";
+    const char *st1 = "<message to='a@b'><body>one</body></message>";
+    const char *st2 = "<x:thing a='1'><body>two</body></x:thing><message to='c@d'><x:y/></message>";
+    struct rec ref, h;
+    rec_init(&ref, NULL);
+    rec_init(&h, NULL);
+    UNIT_ASSERT_INT_EQ(feed(&ref, hdr), 0);
+    UNIT_ASSERT_INT_EQ(feed(&ref, st1), 0);
+    UNIT_ASSERT_INT_EQ(feed(&ref, st2), 0);
+
+    UNIT_ASSERT(!xmlstream_hibernate(h.xs)); /* no header yet: nothing to replay */
+    UNIT_ASSERT_INT_EQ(feed(&h, hdr), 0);
+    UNIT_ASSERT(xmlstream_hibernate(h.xs));
+    UNIT_ASSERT_INT_EQ(feed(&h, st1), 0);
+    UNIT_ASSERT_INT_EQ(feed(&h, "  "), 0); /* a keepalive leaves it idle */
+    UNIT_ASSERT(xmlstream_hibernate(h.xs));
+    UNIT_ASSERT_INT_EQ(feed_bytes(&h, st2), 0);
+    UNIT_ASSERT_INT_EQ(h.opens, 1); /* the replayed header is not reported */
+    UNIT_ASSERT_INT_EQ(h.stanzas, 3);
+    UNIT_ASSERT_STR_EQ(transcript(&h), transcript(&ref));
+
+    /* Not in the middle of a stanza. */
+    UNIT_ASSERT_INT_EQ(feed(&h, "<message><body>ha"), 0);
+    UNIT_ASSERT(!xmlstream_hibernate(h.xs));
+    UNIT_ASSERT_INT_EQ(feed(&h, "lf</body></message></stream:stream>"), 0);
+    UNIT_ASSERT_INT_EQ(h.stanzas, 4);
+    UNIT_ASSERT_INT_EQ(h.closes, 1);
+    UNIT_ASSERT(!xmlstream_hibernate(h.xs)); /* closed */
+    rec_done(&ref);
+    rec_done(&h);
+}
+
+/* Limits and restricted XML hold after a wake-up exactly as before it. */
+static void test_limits_after_wake(void)
+{
+    const char *st = "<message to='a@b'><body>0123456789</body></message>";
+    struct xmlstream_limits exact = {.max_stanza_bytes = strlen(st)};
+    struct rec r;
+    rec_init(&r, &exact);
+    UNIT_ASSERT_INT_EQ(feed(&r, "<stream xmlns='http://etherx.jabber.org/streams'>"), 0);
+    UNIT_ASSERT(xmlstream_hibernate(r.xs));
+    UNIT_ASSERT_INT_EQ(feed(&r, st), 0);
+    UNIT_ASSERT_INT_EQ(r.stanzas, 1);
+    UNIT_ASSERT(xmlstream_hibernate(r.xs));
+    UNIT_ASSERT_INT_EQ(feed(&r, "<message to='a@b'><body>0123456789!</body></message>"), -1);
+    UNIT_ASSERT_INT_EQ(r.err, STRERR_POLICY_VIOLATION);
+    rec_done(&r);
+
+    rec_init(&r, NULL);
+    UNIT_ASSERT_INT_EQ(feed(&r, HEADER), 0);
+    UNIT_ASSERT(xmlstream_hibernate(r.xs));
+    UNIT_ASSERT_INT_EQ(feed(&r, "<!-- hi -->"), -1);
+    UNIT_ASSERT_INT_EQ(r.err, STRERR_RESTRICTED_XML);
+    rec_done(&r);
+}
+
 UNIT_MAIN(UNIT_TEST(test_client_stream_whole), UNIT_TEST(test_client_stream_byte_by_byte),
           UNIT_TEST(test_client_stream_random_chunks), UNIT_TEST(test_header_fields),
           UNIT_TEST(test_prefixed_stanza), UNIT_TEST(test_whitespace_and_text_at_stream_level),
@@ -858,4 +919,5 @@ UNIT_MAIN(UNIT_TEST(test_client_stream_whole), UNIT_TEST(test_client_stream_byte
           UNIT_TEST(test_attribute_limit), UNIT_TEST(test_long_tags),
           UNIT_TEST(test_restricted_detected_early), UNIT_TEST(test_error_reported_once),
           UNIT_TEST(test_free_from_callbacks), UNIT_TEST(test_nothing_on_stderr),
-          UNIT_TEST(test_namespaces_resolved))
+          UNIT_TEST(test_namespaces_resolved), UNIT_TEST(test_hibernate_and_wake),
+          UNIT_TEST(test_limits_after_wake))
