@@ -29,6 +29,7 @@
 #include "config.h"
 #include "conn.h"
 #include "db.h"
+#include "dispatch.h"
 #include "jid.h"
 #include "log.h"
 #include "mem.h"
@@ -75,6 +76,7 @@ struct c2s {
 
     /* in-order processing */
     bool busy;
+    int holds; /* stanzas deferred by modules (dispatch.c) */
     struct stanza **queue;
     size_t q_head, q_len, q_cap;
 
@@ -179,8 +181,10 @@ static void c2s_end_session(struct c2s *c)
     if (!c->sess)
         return;
     /* At shutdown every session ends at once: nobody is left to tell. */
+    dispatch_session_closed(c->sess);
     if (!worker_stopping(c->w))
         presence_session_ended(c->sess);
+    dispatch_session_free_data(c->sess);
     session_unbind(c->sess);
     c->sess->c2s = NULL;
     session_unref(&c->sess);
@@ -488,6 +492,15 @@ static void c2s_send_features(struct c2s *c)
                            "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/>"
                            "</session>");
     }
+    /* Features from modules (entity capabilities, registration, stream management...). */
+    struct arena *a = arena_new(0);
+    struct xml_el *fe = xml_el_new(a, NS_STREAMS, "features");
+    struct stanza *holder = stanza_wrap(a, fe);
+    dispatch_stream_features(holder, fe, c->host, c->authenticated);
+    for (struct xml_node *n = fe->children; n; n = n->next)
+        if (n->kind == XML_NODE_ELEMENT)
+            xml_serialize(&b, (struct xml_el *)n, NS_CLIENT);
+    stanza_free(&holder);
     buf_append_str(&b, "</stream:features>");
     conn_write(c->conn, b.data, b.len);
     buf_free(&b);
@@ -553,6 +566,23 @@ static void c2s_set_busy(struct c2s *c, bool busy)
         conn_pause_reading(c->conn, false);
         c2s_run_queue(c);
     }
+}
+
+void c2s_hold(struct c2s *c)
+{
+    if (c->holds++ == 0)
+        c2s_set_busy(c, true);
+}
+
+void c2s_release(struct c2s *c)
+{
+    if (c->holds > 0 && --c->holds == 0)
+        c2s_set_busy(c, false);
+}
+
+uint64_t c2s_last_input(const struct c2s *c)
+{
+    return c->last_input;
 }
 
 static void sasl_delayed_failure(struct timer *t)
@@ -913,6 +943,8 @@ static void c2s_bind(struct c2s *c, struct stanza *st, struct xml_el *bind)
     xml_el_add_text(reply->arena, j, s->full, strlen(s->full));
     stanza_free(&st);
     c2s_send(c, reply);
+    /* After the result, so that what modules send on this event reaches a bound client. */
+    dispatch_session_bound(s);
 }
 
 /* ---- dispatch of top-level elements ---- */

@@ -5,6 +5,8 @@
 #ifndef STANZAD_C2S_H
 #define STANZAD_C2S_H
 
+#include <stdint.h>
+
 #include "stanza.h"
 
 struct worker;
@@ -20,6 +22,11 @@ void c2s_stream_error(struct c2s *s, enum stream_error cond, const char *text);
 /* Per-worker state: a workers_on_start hook, and its release after the workers stopped. */
 void c2s_worker_init(struct worker *w);
 void c2s_worker_done(struct worker *w);
+/* A module deferred one of this stream's stanzas: later ones wait until the release. */
+void c2s_hold(struct c2s *c);
+void c2s_release(struct c2s *c);
+/* Monotonic ms of the last input from the client. */
+uint64_t c2s_last_input(const struct c2s *c);
 /* Ends every stream of worker w with <system-shutdown/> (runs on w). */
 void c2s_shutdown_worker(struct worker *w);
 

@@ -325,5 +325,13 @@ const struct db_migration db_core_migrations[] = {
         "  stored_key bytea NOT NULL,"
         "  server_key bytea NOT NULL,"
         "  PRIMARY KEY (account_id, mechanism));"},
+    /* The per-account key/value store of the module API (sd_kv_*): small XML blobs, gone with
+     * the account. */
+    {2, "CREATE TABLE kv ("
+        "  account_id bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,"
+        "  module text NOT NULL,"
+        "  store text NOT NULL,"
+        "  value text NOT NULL,"
+        "  PRIMARY KEY (account_id, module, store));"},
 };
 const size_t db_core_migrations_count = sizeof db_core_migrations / sizeof db_core_migrations[0];

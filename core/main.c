@@ -26,6 +26,7 @@
 #include "c2s.h"
 #include "config.h"
 #include "db.h"
+#include "dispatch.h"
 #include "listener.h"
 #include "log.h"
 #include "sasl.h"
@@ -215,6 +216,7 @@ int main(int argc, char **argv)
         goto out_workers;
     }
     offload_start(2);
+    workers_on_start(dispatch_worker_init);
     workers_on_start(c2s_worker_init);
     workers_on_start(listeners_attach);
     if (workers_start() < 0)
@@ -244,8 +246,10 @@ int main(int argc, char **argv)
         break;
     }
     workers_stop(stop_worker);
-    for (int i = 0; i < n_workers; i++)
+    for (int i = 0; i < n_workers; i++) {
         c2s_worker_done(worker_at(i));
+        dispatch_worker_done(worker_at(i));
+    }
     rc = 0;
 
 out_offload:

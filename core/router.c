@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "c2s.h"
+#include "dispatch.h"
 #include "jid.h"
 #include "log.h"
 #include "mem.h"
@@ -35,6 +36,16 @@ struct delivery {
 };
 
 static void route_bare(struct stanza *st);
+
+static void bounce_unavailable(struct stanza *st)
+{
+    router_bounce(st, SERR_SERVICE_UNAVAILABLE, NULL);
+}
+
+static void drop(struct stanza *st)
+{
+    stanza_free(&st);
+}
 
 static bool type_is(const struct stanza *st, const char *t)
 {
@@ -89,7 +100,7 @@ static void deliver_here(struct session *s, struct stanza *st)
         deliver_failed(st);
         return;
     }
-    c2s_send(s->c2s, st);
+    dispatch_to_session(s, st);
 }
 
 static void deliver_post(struct post *p)
@@ -145,7 +156,7 @@ static void route_bare(struct stanza *st)
         } else {
             n = session_find_bare(bare, PICK_TOP_PRIORITY, targets, MAX_FANOUT);
             if (n == 0)
-                router_bounce(st, SERR_SERVICE_UNAVAILABLE, NULL);
+                dispatch_undeliverable(st, bounce_unavailable);
             else
                 deliver_many(targets, n, st);
         }
@@ -156,13 +167,18 @@ static void route_bare(struct stanza *st)
             return;
         }
         n = session_find_bare(bare, PICK_AVAILABLE, targets, MAX_FANOUT);
-        deliver_many(targets, n, st);
+        if (n == 0)
+            dispatch_undeliverable(st, drop);
+        else
+            deliver_many(targets, n, st);
         return;
     case STANZA_IQ:
-        /* The server answers on the account's behalf (RFC 6120 §10.5.3.2 / RFC 6121 §8.5.1). */
+        /* The server answers on the account's behalf (RFC 6120 §10.5.3.2 / RFC 6121 §8.5.1);
+         * modules had their turn before this (dispatch.c). An answer to the server's own
+         * request (sd_send_iq from this account's JID) is taken by the asking module. */
         if (is_iq_request(st))
             router_bounce(st, SERR_SERVICE_UNAVAILABLE, NULL);
-        else
+        else if (!dispatch_iq_response(st))
             stanza_free(&st);
         return;
     default:
@@ -211,7 +227,7 @@ static void route_host(struct stanza *st)
     if ((st->kind == STANZA_IQ && is_iq_request(st)) ||
         (st->kind == STANZA_MESSAGE && !type_is(st, "error")))
         router_bounce(st, SERR_SERVICE_UNAVAILABLE, NULL);
-    else
+    else if (st->kind != STANZA_IQ || !dispatch_iq_response(st))
         stanza_free(&st);
 }
 
@@ -248,7 +264,7 @@ void router_from_session(struct session *s, struct stanza *st)
     /* RFC 6120 §8.1.2.1: the server stamps 'from' with the sender's full JID, whatever the
      * client put there. */
     stanza_set_from(st, s->full);
-    st->from = NULL; /* parsed only if an error reply needs it */
+    st->from = NULL; /* parsed only if someone needs it */
 
     if (st->to_str) {
         const char *why = NULL;
@@ -258,6 +274,15 @@ void router_from_session(struct session *s, struct stanza *st)
             return;
         }
     }
+    if (st->kind == STANZA_OTHER) {
+        stanza_free(&st);
+        return;
+    }
+    dispatch_from_session(s, st);
+}
+
+void router_from_session_core(struct session *s, struct stanza *st)
+{
     switch (st->kind) {
     case STANZA_PRESENCE:
         presence_from_session(s, st);
@@ -279,7 +304,7 @@ void router_from_session(struct session *s, struct stanza *st)
                     stanza_set_from(reply, s->bare);
                     router_deliver(s, reply);
                 }
-            } else {
+            } else if (!dispatch_iq_response(st)) {
                 stanza_free(&st);
             }
             return;

@@ -38,7 +38,9 @@ struct session {
     struct c2s *c2s; /* NULL once the stream is gone */
     char **directed; /* JIDs that received directed available presence */
     size_t n_directed, cap_directed;
-    char *parts; /* storage for local/host/resource */
+    char *parts;               /* storage for local/host/resource */
+    void **mod_data;           /* per-module session data (dispatch.c), [n_modules] */
+    void (**mod_free)(void *); /* and how to free it */
 };
 
 enum session_pick {

@@ -94,7 +94,13 @@ int worker_index(const struct worker *w);
 struct worker *worker_self(void);
 /* Per-worker slots for subsystems (db, session table...): up to WORKER_SLOTS. */
 #define WORKER_SLOTS 16
-enum worker_slot { WSLOT_DB = 0, WSLOT_SESSIONS = 1, WSLOT_C2S = 2, WSLOT_OFFLOAD = 3 };
+enum worker_slot {
+    WSLOT_DB = 0,
+    WSLOT_SESSIONS = 1,
+    WSLOT_C2S = 2,
+    WSLOT_OFFLOAD = 3,
+    WSLOT_DISPATCH = 4,
+};
 void *worker_slot(struct worker *w, int slot);
 void worker_set_slot(struct worker *w, int slot, void *p);
 /* Something (a connection) that must be let finish before the worker exits at shutdown. */

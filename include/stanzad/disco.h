@@ -9,7 +9,9 @@
 #include <stddef.h>
 
 #include "export.h"
+#include "hooks.h"
 #include "module.h"
+#include "stanza.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,6 +33,12 @@ SD_API void sd_disco_identities(const char *host, unsigned where,
                                 void (*fn)(const char *category, const char *type,
                                            const char *name, void *ud),
                                 void *ud);
+
+/* For the module that answers disco#info: raises SD_EV_DISCO_INFO so that other modules can add
+ * to the <query/> element of st being built, for the entity jid (bare JID or host) and node
+ * (NULL when none). On the calling worker. */
+SD_API void sd_disco_info_extend(sd_hctx *h, sd_stanza *st, sd_el *query, const char *jid,
+                                 const char *node);
 
 #ifdef __cplusplus
 }

@@ -56,10 +56,10 @@ typedef struct sd_pending sd_pending;
 
 typedef sd_verdict (*sd_stanza_fn)(sd_hctx *h, sd_stanza *st, void *ud);
 
-/* Destination types (bit flags). */
+/* Destination types (bit flags). A stanza has exactly one; register for several with |. */
 enum {
     SD_TO_HOST = 1 << 0, /* to="example.com": the server itself */
-    SD_TO_BARE = 1 << 1, /* to="user@example.com", another account or the sender's own */
+    SD_TO_BARE = 1 << 1, /* to="user@example.com", another account than the sender's */
     SD_TO_FULL = 1 << 2, /* to="user@example.com/res" */
     SD_TO_SELF = 1 << 3, /* no 'to', or the sender's own bare JID */
 };
@@ -82,7 +82,8 @@ SD_API int sd_hook_message(sd_module *m, unsigned to_types, sd_phase phase, int 
 SD_API int sd_hook_presence(sd_module *m, unsigned to_types, sd_phase phase, int priority,
                             sd_stanza_fn fn, void *ud);
 /* Every stanza into the server from a session (SD_FILTER_IN) and/or out to one
- * (SD_FILTER_OUT). A filter may modify the stanza; SD_DONE drops it. */
+ * (SD_FILTER_OUT). A filter may modify the stanza; SD_DONE drops it. Only SD_FILTER_IN filters
+ * may defer (SD_LATER); an SD_FILTER_OUT filter that returns SD_LATER is treated as SD_PASS. */
 SD_API int sd_hook_filter(sd_module *m, unsigned which, int priority, sd_stanza_fn fn, void *ud);
 
 /* ---- the handler context ---- */
@@ -178,7 +179,8 @@ typedef enum sd_event_type {
     SD_EV_ACCOUNT_CREATED = 3, /* sd_event_jid: the bare JID */
     SD_EV_ACCOUNT_DELETED = 4, /* sd_event_jid: delete what the module keeps for the account */
     SD_EV_STREAM_FEATURES = 5, /* features being offered: add children to sd_event_el */
-    SD_EV_DISCO_INFO = 6,      /* disco#info being answered: add to sd_event_el (the <query/>);
+    SD_EV_DISCO_INFO = 6,      /* disco#info being answered (raised by the disco module with
+                                * sd_disco_info_extend): add to sd_event_el (the <query/>);
                                 * sd_event_jid is the entity asked, sd_event_node its node */
 } sd_event_type;
 
