@@ -10,6 +10,13 @@
  * the group that should hold them. Problems are collected (up to MAX_PROBLEMS) rather than
  * stopping at the first, so one run shows everything there is to fix.
  *
+ * Modules are named here (the global `modules` list and each host's) but described by the modules
+ * themselves, so this file checks only the shape of what belongs to them: module names are
+ * [a-z0-9_] words, and `module_settings` (top level and per host) is a group of groups. Those
+ * groups are kept as libconfig settings, with their file and line, for module_loader.c, which
+ * checks every key against the module's own settings table and reports it in the same
+ * "file:line: key: message" form through config_where().
+ *
  * Values whose validity depends on the outside world are checked here too — certificate and key
  * files (read and matched with GnuTLS), the GnuTLS priority string, the libpq connection string,
  * the user to drop root to — because a bad one must stop start-up before any port is bound.
@@ -43,6 +50,10 @@
 #include "log.h"
 #include "mem.h"
 
+#ifndef STANZAD_MODULE_DIR
+#error "the build defines STANZAD_MODULE_DIR, the installed module directory (server.module_dir)"
+#endif
+
 /* Enough to see a pattern in a badly broken file without drowning the first problem. */
 #define MAX_PROBLEMS 10
 /* Certificates and keys are small; a bigger file is almost certainly the wrong file. */
@@ -59,14 +70,16 @@ struct loader {
 };
 
 enum kind {
-    K_INT,    /* int; libconfig int or int64 */
-    K_SIZE,   /* size_t; an integer or a string with a K/M/G suffix */
-    K_BOOL,   /* bool */
-    K_ENUM,   /* int: the index of the string in choices */
-    K_LEVEL,  /* int: enum log_level, parsed by log_level_parse */
-    K_STRING, /* char * */
-    K_PATH,   /* char *, made absolute against the configuration directory */
-    K_TARGET, /* char *: "stderr", "syslog", or a path as K_PATH */
+    K_INT,      /* int; libconfig int or int64 */
+    K_SIZE,     /* size_t; an integer or a string with a K/M/G suffix */
+    K_BOOL,     /* bool */
+    K_ENUM,     /* int: the index of the string in choices */
+    K_LEVEL,    /* int: enum log_level, parsed by log_level_parse */
+    K_STRING,   /* char * */
+    K_PATH,     /* char *, made absolute against the configuration directory */
+    K_TARGET,   /* char *: "stderr", "syslog", or a path as K_PATH */
+    K_MODULES,  /* char **, NULL-terminated module names; the count goes to count_offset */
+    K_SECTIONS, /* const config_setting_t *: a group of groups, kept for module_loader.c */
 };
 
 #define F_REQUIRED   0x1u /* no default: the key must be present */
@@ -87,6 +100,7 @@ struct key {
     const char *def_str;        /* K_STRING, K_PATH, K_TARGET; NULL with F_REQUIRED */
     const char *const *choices; /* K_ENUM, NULL-terminated */
     check_fn check;
+    size_t count_offset; /* K_MODULES: where the size_t count goes */
 };
 
 /* ---- problems ---------------------------------------------------------------------------- */
@@ -144,6 +158,31 @@ static void key_path(const config_setting_t *s, char *buf, size_t n)
 }
 
 /*
+ * "file:line: key.path" of setting s, or of key `sub` inside it when sub is not NULL. path is the
+ * configuration file as given, dir its directory.
+ */
+static void locate(const char *path, const char *dir, const config_setting_t *s, const char *sub,
+                   char *buf, size_t n)
+{
+    char keys[KEYPATH_MAX];
+    key_path(s, keys, sizeof keys);
+    if (sub) {
+        size_t len = strlen(keys);
+        snprintf(keys + len, sizeof keys - len, "%s%s", len ? "." : "", sub);
+    }
+    const char *file = s ? config_setting_source_file(s) : NULL;
+    unsigned line = s ? config_setting_source_line(s) : 0;
+    if (!file)
+        file = path;
+    /* libconfig names an @include'd file as written in the directive, though it found it in
+     * the configuration directory; say where it really is. */
+    if (file[0] != '/' && strcmp(file, path) != 0)
+        snprintf(buf, n, "%s/%s:%u: %s", dir, file, line ? line : 1, keys);
+    else
+        snprintf(buf, n, "%s:%u: %s", file, line ? line : 1, keys);
+}
+
+/*
  * Reports a problem about setting s, or about key `sub` inside it when sub is not NULL (a missing
  * required key is reported at the line of the group that should have held it; the root has no
  * line, so line 1 stands for "the file").
@@ -154,26 +193,18 @@ static void problem(struct loader *ld, const config_setting_t *s, const char *su
 static void problem(struct loader *ld, const config_setting_t *s, const char *sub, const char *fmt,
                     ...)
 {
-    char path[KEYPATH_MAX], what[1024];
-    key_path(s, path, sizeof path);
-    if (sub) {
-        size_t len = strlen(path);
-        snprintf(path + len, sizeof path - len, "%s%s", len ? "." : "", sub);
-    }
-    const char *file = s ? config_setting_source_file(s) : NULL;
-    unsigned line = s ? config_setting_source_line(s) : 0;
+    char where[KEYPATH_MAX + PATH_MAX + 32], what[1024];
+    locate(ld->path, ld->dir, s, sub, where, sizeof where);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    if (!file)
-        file = ld->path;
-    /* libconfig names an @include'd file as written in the directive, though it found it in
-     * the configuration directory; say where it really is. */
-    if (file[0] != '/' && strcmp(file, ld->path) != 0)
-        add_line(ld, "%s/%s:%u: %s: %s", ld->dir, file, line ? line : 1, path, what);
-    else
-        add_line(ld, "%s:%u: %s: %s", file, line ? line : 1, path, what);
+    add_line(ld, "%s: %s", where, what);
+}
+
+void config_where(const struct config *c, const void *setting, const char *sub, char *buf, size_t n)
+{
+    locate(c->path, c->dir, setting, sub, buf, n);
 }
 
 /* ---- values ------------------------------------------------------------------------------ */
@@ -218,7 +249,7 @@ static bool is_integer(const config_setting_t *s)
  * "262144", "256K", "16M", "1G": decimal digits and an optional binary suffix. Anything else
  * (spaces, signs, fractions, "KB") is refused rather than guessed at.
  */
-static bool parse_size(const char *s, long long *v)
+bool config_parse_size(const char *s, long long *v)
 {
     unsigned long long n = 0;
     const char *p = s;
@@ -317,8 +348,23 @@ static void apply_defaults(const struct loader *ld, const struct key *keys, size
         case K_TARGET:
             *(char **)field = k->def_str ? string_value(ld, k, k->def_str) : NULL;
             break;
+        case K_MODULES:
+            *(char ***)field = xcalloc(1, sizeof(char *));
+            *(size_t *)((char *)base + k->count_offset) = 0;
+            break;
+        case K_SECTIONS:
+            *(const config_setting_t **)field = NULL;
+            break;
         }
     }
+}
+
+static void free_names(char ***names)
+{
+    for (size_t i = 0; *names && (*names)[i]; i++)
+        free((*names)[i]);
+    free(*names);
+    *names = NULL;
 }
 
 static void free_strings(const struct key *keys, size_t n, void *base)
@@ -328,7 +374,73 @@ static void free_strings(const struct key *keys, size_t n, void *base)
             char **field = (char **)((char *)base + keys[i].offset);
             free(*field);
             *field = NULL;
+        } else if (keys[i].kind == K_MODULES) {
+            free_names((char ***)((char *)base + keys[i].offset));
         }
+}
+
+/* ---- modules ----------------------------------------------------------------------------- */
+
+bool config_module_name_ok(const char *name)
+{
+    size_t n = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_");
+    return n > 0 && n <= CONFIG_MODULE_NAME_MAX && name[n] == '\0';
+}
+
+/* A list (or array) of module names: strings, valid names, none twice. Replaces *names. */
+static void load_module_list(struct loader *ld, const config_setting_t *l, char ***names,
+                             size_t *count)
+{
+    if (config_setting_type(l) != CONFIG_TYPE_LIST && config_setting_type(l) != CONFIG_TYPE_ARRAY) {
+        problem(ld, l, NULL, "expected a list of strings, got %s",
+                type_name(config_setting_type(l)));
+        return;
+    }
+    size_t n = (size_t)config_setting_length(l);
+    free_names(names);
+    *names = xcalloc(n + 1, sizeof **names);
+    *count = 0;
+    for (size_t i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(l, (unsigned)i);
+        if (!expect_type(ld, s, CONFIG_TYPE_STRING, "a string"))
+            continue;
+        const char *name = config_setting_get_string(s);
+        if (name[0] == '\0') {
+            problem(ld, s, NULL, "must not be empty");
+            continue;
+        }
+        if (!config_module_name_ok(name)) {
+            problem(ld, s, NULL,
+                    "invalid module name \"%s\": only a-z, 0-9 and _, at most %d characters", name,
+                    CONFIG_MODULE_NAME_MAX);
+            continue;
+        }
+        bool dup = false;
+        for (size_t j = 0; j < *count && !dup; j++)
+            dup = strcmp((*names)[j], name) == 0;
+        if (dup) {
+            problem(ld, s, NULL, "module \"%s\" is listed twice", name);
+            continue;
+        }
+        (*names)[(*count)++] = xstrdup(name);
+    }
+}
+
+/* module_settings: a group holding one group per module. Returns whether it has that shape. */
+static bool check_sections(struct loader *ld, const config_setting_t *s)
+{
+    if (!expect_type(ld, s, CONFIG_TYPE_GROUP, "a group"))
+        return false;
+    bool ok = true;
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *m = config_setting_get_elem(s, (unsigned)i);
+        if (config_setting_type(m) != CONFIG_TYPE_GROUP) {
+            problem(ld, m, NULL, "expected a group of settings for module \"%s\", got %s",
+                    config_setting_name(m), type_name(config_setting_type(m)));
+            ok = false;
+        }
+    }
+    return ok;
 }
 
 /* "a, b, c" from a NULL-terminated list of names. */
@@ -361,7 +473,7 @@ static void set_value(struct loader *ld, const config_setting_t *s, const struct
         if (is_integer(s)) {
             v = config_setting_get_int64(s);
         } else if (config_setting_type(s) == CONFIG_TYPE_STRING) {
-            if (!parse_size(config_setting_get_string(s), &v)) {
+            if (!config_parse_size(config_setting_get_string(s), &v)) {
                 problem(ld, s, NULL,
                         "expected a size such as 262144, \"256K\" or \"16M\", got \"%s\"",
                         config_setting_get_string(s));
@@ -427,13 +539,22 @@ static void set_value(struct loader *ld, const config_setting_t *s, const struct
         *(char **)field = value;
         return;
     }
+
+    case K_MODULES:
+        load_module_list(ld, s, (char ***)field, (size_t *)((char *)base + k->count_offset));
+        return;
+
+    case K_SECTIONS:
+        if (check_sections(ld, s))
+            *(const config_setting_t **)field = s;
+        return;
     }
 }
 
 /* ---- unknown keys ------------------------------------------------------------------------ */
 
 /* Levenshtein distance, good enough for key names; long strings are "far". */
-static size_t edit_distance(const char *a, const char *b)
+size_t config_edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     if (la > 63 || lb > 63)
@@ -468,7 +589,7 @@ static void unknown_key(struct loader *ld, const config_setting_t *s, const void
     size_t best_d = 3;
     for (size_t i = 0; i < n; i++) {
         const char *cand = *(const char *const *)((const char *)names + i * stride);
-        size_t d = edit_distance(name, cand);
+        size_t d = config_edit_distance(name, cand);
         /* A distance as large as the name itself would suggest any short key for any typo. */
         if (d < best_d && d < strlen(name)) {
             best = cand;
@@ -701,6 +822,7 @@ static const struct key server_keys[] = {
     STR_KEY("data_dir", K_PATH, CFG(data_dir), F_NONEMPTY, "var", NULL),
     STR_KEY("pid_file", K_PATH, CFG(pid_file), F_EMPTY_NONE, "", NULL),
     STR_KEY("user", K_STRING, CFG(user), F_EMPTY_NONE, "", check_user),
+    STR_KEY("module_dir", K_PATH, CFG(module_dir), F_NONEMPTY, STANZAD_MODULE_DIR, NULL),
 };
 
 static const struct key log_keys[] = {
@@ -746,9 +868,11 @@ static const struct key host_keys[] = {
     STR_KEY("name", K_STRING, HST(name), F_REQUIRED | F_NONEMPTY, NULL, check_domain),
     STR_KEY("certificate", K_PATH, HST(certificate), F_REQUIRED | F_NONEMPTY, NULL, NULL),
     STR_KEY("key", K_PATH, HST(key), F_REQUIRED | F_NONEMPTY, NULL, NULL),
+    {.name = "modules", .kind = K_MODULES, .offset = HST(modules), .count_offset = HST(n_modules)},
+    {.name = "module_settings", .kind = K_SECTIONS, .offset = HST(module_settings)},
 };
 
-enum shape { S_GROUP, S_LISTEN, S_HOSTS, S_MODULES };
+enum shape { S_GROUP, S_LISTEN, S_HOSTS, S_MODULES, S_MODULE_SETTINGS };
 
 struct section {
     const char *name;
@@ -768,6 +892,7 @@ static const struct section sections[] = {
     {"listen", S_LISTEN, listen_keys, COUNT(listen_keys), true},
     {"hosts", S_HOSTS, host_keys, COUNT(host_keys), true},
     {"modules", S_MODULES, NULL, 0, false},
+    {"module_settings", S_MODULE_SETTINGS, NULL, 0, false},
 };
 
 /* ---- lists ------------------------------------------------------------------------------- */
@@ -1002,37 +1127,6 @@ static void check_hosts(struct loader *ld, const config_setting_t *l, struct con
     }
 }
 
-static void load_modules(struct loader *ld, const config_setting_t *l, struct config *c)
-{
-    if (config_setting_type(l) != CONFIG_TYPE_LIST && config_setting_type(l) != CONFIG_TYPE_ARRAY) {
-        problem(ld, l, NULL, "expected a list of strings, got %s",
-                type_name(config_setting_type(l)));
-        return;
-    }
-    size_t n = (size_t)config_setting_length(l);
-    free(c->modules);
-    c->modules = xcalloc(n + 1, sizeof *c->modules);
-    c->n_modules = 0;
-    for (size_t i = 0; i < n; i++) {
-        const config_setting_t *s = config_setting_get_elem(l, (unsigned)i);
-        if (!expect_type(ld, s, CONFIG_TYPE_STRING, "a string"))
-            continue;
-        const char *name = config_setting_get_string(s);
-        if (name[0] == '\0') {
-            problem(ld, s, NULL, "must not be empty");
-            continue;
-        }
-        bool dup = false;
-        for (size_t j = 0; j < c->n_modules && !dup; j++)
-            dup = strcmp(c->modules[j], name) == 0;
-        if (dup) {
-            problem(ld, s, NULL, "module \"%s\" is listed twice", name);
-            continue;
-        }
-        c->modules[c->n_modules++] = xstrdup(name);
-    }
-}
-
 /* ---- loading ----------------------------------------------------------------------------- */
 
 static char *config_dir(const char *path)
@@ -1084,7 +1178,11 @@ static void load_tree(struct loader *ld, config_t *lc, struct config *c)
             }
             break;
         case S_MODULES:
-            load_modules(ld, s, c);
+            load_module_list(ld, s, &c->modules, &c->n_modules);
+            break;
+        case S_MODULE_SETTINGS:
+            if (check_sections(ld, s))
+                c->module_settings = s;
             break;
         }
     }
@@ -1140,8 +1238,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     struct config *c = xcalloc(1, sizeof *c);
     c->path = xstrdup(path);
     c->lc = lc;
+    c->dir = ld.dir;
     load_tree(&ld, lc, c);
-    free(ld.dir);
 
     if (ld.n_problems == 0)
         return c;
@@ -1168,14 +1266,13 @@ void config_free(struct config **cp)
         free_strings(host_keys, COUNT(host_keys), &c->hosts[i]);
     free(c->listeners);
     free(c->hosts);
-    for (size_t i = 0; c->modules && i < c->n_modules; i++)
-        free(c->modules[i]);
-    free(c->modules);
+    free_names(&c->modules);
     if (c->lc) {
         config_destroy(c->lc);
         free(c->lc);
     }
     free(c->path);
+    free(c->dir);
     free(c);
     *cp = NULL;
 }

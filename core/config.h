@@ -27,6 +27,14 @@ struct config_host {
     char *name;        /* prepared domain */
     char *certificate; /* PEM file path */
     char *key;         /* PEM file path */
+
+    /* Modules enabled for this host only, on top of the global list (NULL-terminated, never
+     * NULL; a module may be in both). */
+    char **modules;
+    size_t n_modules;
+    /* hosts.[i].module_settings as read (a config_setting_t * group of groups, one per module),
+     * or NULL: module_loader.c checks it against each module's settings table. */
+    const void *module_settings;
 };
 
 enum conflict_policy {
@@ -75,10 +83,16 @@ struct config {
     struct config_host *hosts;
     size_t n_hosts;
 
-    char **modules; /* NULL-terminated; module loading arrives with the module ABI */
+    /* modules: enabled on every host, in this order (NULL-terminated, never NULL). */
+    char **modules;
     size_t n_modules;
+    char *module_dir; /* server.module_dir: where mod_<name>.so files are */
+    /* The top-level module_settings group as read (config_setting_t *), or NULL. Only its shape
+     * (a group of groups) is checked here; the keys belong to the modules. */
+    const void *module_settings;
 
-    void *lc; /* the libconfig tree, kept for module settings (config_t *) */
+    void *lc;  /* the libconfig tree, kept for module settings (config_t *) */
+    char *dir; /* the directory of the file: relative paths and @include are resolved there */
 };
 
 /*
@@ -91,5 +105,22 @@ void config_free(struct config **c);
 const struct config_host *config_find_host(const struct config *c, const char *domain);
 /* Number of CPUs when workers = 0. */
 int config_worker_count(const struct config *c);
+
+/* ---- for checks made after config_load (module settings: module_loader.c) ---- */
+
+/* The longest module name accepted. */
+#define CONFIG_MODULE_NAME_MAX 64
+/* Is name a valid module name: 1..CONFIG_MODULE_NAME_MAX of [a-z0-9_]? */
+bool config_module_name_ok(const char *name);
+/*
+ * Writes "file:line: key.path" for a setting of c's tree (a const config_setting_t *), with
+ * ".sub" appended when sub is not NULL, exactly as config_load() starts its problem lines.
+ */
+void config_where(const struct config *c, const void *setting, const char *sub, char *buf,
+                  size_t n);
+/* "262144", "256K", "16M", "1G" into bytes; false when s is not such a size. */
+bool config_parse_size(const char *s, long long *v);
+/* Levenshtein distance of two key names, SIZE_MAX for long ones (for "did you mean"). */
+size_t config_edit_distance(const char *a, const char *b);
 
 #endif

@@ -44,6 +44,16 @@ uint64_t conn_next_id(void)
 
 static void conn_on_io(struct io *io, uint32_t events);
 static void conn_flush_after(struct after *a);
+
+/* The queued flush holds a reference: a conn closed and released in the same iteration must
+ * stay allocated until the worker has run (and unlinked) its flush. */
+static void conn_schedule_flush(struct conn *c)
+{
+    if (c->flush_after.queued)
+        return;
+    c->refs++;
+    worker_after(c->w, &c->flush_after, conn_flush_after);
+}
 static void conn_finish_close(struct conn *c);
 
 static void conn_update_events(struct conn *c)
@@ -171,7 +181,7 @@ void conn_close(struct conn *c, const char *reason)
     if (c->out.len == 0 && !c->tls_pending)
         conn_half_close(c);
     else
-        worker_after(c->w, &c->flush_after, conn_flush_after);
+        conn_schedule_flush(c);
 }
 
 void conn_abort(struct conn *c, const char *reason)
@@ -196,7 +206,7 @@ void conn_write(struct conn *c, const void *p, size_t n)
         }
     }
     buf_append(&c->out, p, n);
-    worker_after(c->w, &c->flush_after, conn_flush_after);
+    conn_schedule_flush(c);
 }
 
 struct buf *conn_out(struct conn *c)
@@ -215,7 +225,7 @@ void conn_out_done(struct conn *c)
         if (c->h && c->h->on_output_overflow)
             c->h->on_output_overflow(c);
     }
-    worker_after(c->w, &c->flush_after, conn_flush_after);
+    conn_schedule_flush(c);
 }
 
 void conn_trim(struct conn *c)
@@ -275,10 +285,9 @@ static int conn_flush(struct conn *c)
 static void conn_flush_after(struct after *a)
 {
     struct conn *c = (struct conn *)((char *)a - offsetof(struct conn, flush_after));
-    conn_ref(c); /* the flush may end in a close that drops the owner's reference */
     if (c->state != CONN_CLOSED)
         conn_flush(c);
-    conn_unref(&c);
+    conn_unref(&c); /* the reference conn_schedule_flush took */
 }
 
 /* ---- TLS ---- */
@@ -294,7 +303,7 @@ int conn_start_tls(struct conn *c)
         conn_unref(&c);
         return rc;
     }
-    worker_after(c->w, &c->flush_after, conn_flush_after);
+    conn_schedule_flush(c);
     conn_update_events(c);
     return 0;
 }

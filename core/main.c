@@ -1,11 +1,12 @@
 /*
  * main.c — the stanzad daemon: start-up in a fixed order, then signal handling.
  *
- * Order: parse arguments; load and validate the configuration (nothing else happens when it is
- * wrong, and --check-config stops here); open the log; load TLS credentials; initialise SASL;
- * connect to the database and apply migrations; bind every listening socket; drop root if asked;
- * start the workers. Each step that fails prints why and exits non-zero before any client could
- * connect.
+ * Order: parse arguments; load and validate the configuration, with the modules it names and
+ * their settings (nothing else happens when it is wrong, and --check-config stops here); open the
+ * log; load TLS credentials; initialise SASL; connect to the database and apply migrations, the
+ * core's then each module's, and load the modules; bind every listening socket; drop root if
+ * asked; start the workers. Each step that fails prints why and exits non-zero before any client
+ * could connect.
  *
  * Signals are blocked in every thread and taken synchronously by the main thread with
  * sigwaitinfo(): SIGTERM/SIGINT end every stream with <system-shutdown/> and exit cleanly, SIGHUP
@@ -29,11 +30,22 @@
 #include "dispatch.h"
 #include "listener.h"
 #include "log.h"
+#include "modules.h"
 #include "sasl.h"
 #include "server.h"
 #include "session.h"
 #include "tls.h"
 #include "worker.h"
+
+/* Multi-line problem reports (configuration, modules) as one log line each. */
+static void log_error_lines(const char *text)
+{
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, "\n");
+        log_error(0, "%.*s", (int)n, p);
+        p += n + (p[n] == '\n');
+    }
+}
 
 static void usage(FILE *f)
 {
@@ -155,6 +167,14 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        /* The modules too: their files, ABI, dependencies and settings (no load()). */
+        int bad = modules_load(cfg, NULL, err, sizeof err);
+        modules_unload();
+        if (bad < 0) {
+            fprintf(stderr, "%s\n", err);
+            config_free(&cfg);
+            return 1;
+        }
         printf("%s: configuration is valid\n", path);
         config_free(&cfg);
         return 0;
@@ -195,13 +215,19 @@ int main(int argc, char **argv)
         PQfinish(pg);
         goto out_sasl;
     }
+    /* Before any port is bound: a module that cannot load stops start-up here. */
+    if (modules_load(cfg, pg, err, sizeof err) < 0) {
+        log_error_lines(err);
+        PQfinish(pg);
+        goto out_sasl;
+    }
     PQfinish(pg);
 
     raise_fd_limit();
     int n_workers = config_worker_count(cfg);
     if (listeners_open(cfg, n_workers, err, sizeof err) < 0) {
         log_error(0, "%s", err);
-        goto out_sasl;
+        goto out_modules;
     }
     if (drop_privileges(cfg->user) < 0)
         goto out_listeners;
@@ -264,6 +290,8 @@ out_sessions:
         unlink(cfg->pid_file);
 out_listeners:
     listeners_close();
+out_modules:
+    modules_unload();
 out_sasl:
     sasl_global_done();
 out_tls:

@@ -351,6 +351,20 @@ int sd_session_priority(const sd_session *s)
     return ((const struct session *)s)->priority;
 }
 
+void sd_route(sd_stanza **st)
+{
+    struct stanza *x = ST(*st);
+    *st = NULL;
+    if (!x)
+        return;
+    if (!x->from_str) {
+        log_warn(0, "sd_route: dropping a stanza without 'from'");
+        stanza_free(&x);
+        return;
+    }
+    router_route(x);
+}
+
 void sd_session_send(sd_session *s, sd_stanza **st)
 {
     struct stanza *x = ST(*st);

@@ -72,6 +72,8 @@ STANZAD_BIN = os.path.abspath(os.environ.get('STANZAD_BIN')
                               or os.path.join(BUILD_DIR, 'stanzad'))
 STANZACTL_BIN = os.path.abspath(os.environ.get('STANZACTL_BIN')
                                 or os.path.join(BUILD_DIR, 'stanzactl'))
+# Where the build puts mod_<name>.so (the real modules and the test-only ones).
+MODULE_DIR = os.path.join(BUILD_DIR, 'modules')
 KEEP = os.environ.get('STANZAD_TEST_KEEP') == '1'
 VERBOSE = os.environ.get('STANZAD_TEST_VERBOSE') == '1'
 
@@ -525,7 +527,7 @@ def world():
 
 def default_config(w, data_dir, db, starttls_port, direct_port):
     return {
-        'server': {'workers': 2, 'data_dir': data_dir},
+        'server': {'workers': 2, 'data_dir': data_dir, 'module_dir': MODULE_DIR},
         'log': {'level': 'debug', 'target': 'stderr'},
         'storage': {'conninfo': w.cluster.conninfo(db), 'connections': 2, 'timeout': 10},
         'tls': {'priority': 'NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2', 'require_c2s': True},

@@ -160,6 +160,11 @@ static void test_minimal_defaults(void)
     UNIT_ASSERT_INT_EQ(c->n_hosts, 1);
     UNIT_ASSERT_INT_EQ(c->n_modules, 0);
     UNIT_ASSERT(c->modules != NULL && c->modules[0] == NULL);
+    UNIT_ASSERT_STR_EQ(c->module_dir, STANZAD_MODULE_DIR);
+    UNIT_ASSERT(c->module_settings == NULL);
+    UNIT_ASSERT_INT_EQ(c->hosts[0].n_modules, 0);
+    UNIT_ASSERT(c->hosts[0].modules != NULL && c->hosts[0].modules[0] == NULL);
+    UNIT_ASSERT(c->hosts[0].module_settings == NULL);
     config_free(&c);
 }
 
@@ -472,6 +477,104 @@ static void test_short_error_buffer(void)
     UNIT_ASSERT(config_load(TEST_DATA_DIR "/config-many.conf", NULL, 0) == NULL);
 }
 
+/* Module lists (global and per host), server.module_dir, and module_settings kept as libconfig
+ * settings with their lines for the loader. */
+static void test_modules(void)
+{
+    struct config *c = load("config-modules.conf");
+    if (!c)
+        UNIT_FAIL("%s", err);
+    UNIT_ASSERT_STR_EQ(c->module_dir, in_data("mods"));
+    UNIT_ASSERT_INT_EQ(c->n_modules, 2);
+    UNIT_ASSERT_STR_EQ(c->modules[0], "disco");
+    UNIT_ASSERT_STR_EQ(c->modules[1], "ping");
+    UNIT_ASSERT(c->modules[2] == NULL);
+
+    UNIT_ASSERT_INT_EQ(c->hosts[0].n_modules, 0);
+    UNIT_ASSERT(c->hosts[0].modules[0] == NULL);
+    UNIT_ASSERT(c->hosts[0].module_settings == NULL);
+    UNIT_ASSERT_INT_EQ(c->hosts[1].n_modules, 2); /* disco is global too: allowed */
+    UNIT_ASSERT_STR_EQ(c->hosts[1].modules[0], "muc");
+    UNIT_ASSERT_STR_EQ(c->hosts[1].modules[1], "disco");
+    UNIT_ASSERT(c->hosts[1].modules[2] == NULL);
+
+    const config_setting_t *top = c->module_settings;
+    UNIT_ASSERT(top != NULL);
+    UNIT_ASSERT_INT_EQ(config_setting_length(top), 2);
+    const config_setting_t *ping = config_setting_get_member((config_setting_t *)top, "ping");
+    UNIT_ASSERT(ping != NULL && config_setting_is_group(ping));
+    const config_setting_t *hs = c->hosts[1].module_settings;
+    UNIT_ASSERT(hs != NULL);
+    const config_setting_t *iv = config_setting_lookup((config_setting_t *)hs, "ping.interval");
+    UNIT_ASSERT(iv != NULL);
+    UNIT_ASSERT_STR_EQ(config_setting_get_string(iv), "1m");
+
+    /* The loader's problem lines start exactly like config_load's. */
+    char where[PATH_MAX + 256], want[PATH_MAX + 256];
+    config_where(c, iv, NULL, where, sizeof where);
+    snprintf(want, sizeof want, "%s/config-modules.conf:9: hosts.[1].module_settings.ping.interval",
+             TEST_DATA_DIR);
+    UNIT_ASSERT_STR_EQ(where, want);
+    config_where(c, ping, "timeout", where, sizeof where);
+    snprintf(want, sizeof want, "%s/config-modules.conf:14: module_settings.ping.timeout",
+             TEST_DATA_DIR);
+    UNIT_ASSERT_STR_EQ(where, want);
+    config_free(&c);
+}
+
+static void test_modules_wrong_shapes(void)
+{
+    expect_errors(
+        "config-modules-bad.conf",
+        "{F}:2: server.module_dir: expected a string, got an integer\n"
+        "{F}:6: hosts.[0].modules: expected a list of strings, got a string\n"
+        "{F}:7: hosts.[0].module_settings: expected a group, got a list\n"
+        "{F}:9: hosts.[1].modules.[1]: invalid module name \"Bad-Name\": only a-z, 0-9 and _, "
+        "at most 64 characters\n"
+        "{F}:9: hosts.[1].modules.[2]: module \"ok\" is listed twice\n"
+        "{F}:9: hosts.[1].modules.[3]: must not be empty\n"
+        "{F}:10: hosts.[1].module_settings.ping: expected a group of settings for module "
+        "\"ping\", got an integer\n"
+        "{F}:12: modules.[0]: invalid module name \"../escape\": only a-z, 0-9 and _, at most "
+        "64 characters\n"
+        "{F}:12: modules.[1]: invalid module name "
+        "\"x23456789012345678901234567890123456789012345678901234567890123456\": only a-z, 0-9 "
+        "and _, at most 64 characters\n"
+        "{F}:13: module_settings.roster: expected a group of settings for module \"roster\", got "
+        "a string");
+    expect_errors("config-modules-empty.conf",
+                  "{F}:2: server.module_dir: must not be empty\n"
+                  "{F}:5: module_settings: expected a group, got an integer");
+}
+
+static void test_module_names(void)
+{
+    UNIT_ASSERT(config_module_name_ok("disco"));
+    UNIT_ASSERT(config_module_name_ok("a"));
+    UNIT_ASSERT(config_module_name_ok("test_2"));
+    UNIT_ASSERT(
+        config_module_name_ok("a234567890123456789012345678901234567890123456789012345678901234"));
+    UNIT_ASSERT(!config_module_name_ok(
+        "a2345678901234567890123456789012345678901234567890123456789012345"));
+    UNIT_ASSERT(!config_module_name_ok(""));
+    UNIT_ASSERT(!config_module_name_ok("Disco"));
+    UNIT_ASSERT(!config_module_name_ok("a-b"));
+    UNIT_ASSERT(!config_module_name_ok("a/b"));
+    UNIT_ASSERT(!config_module_name_ok(".."));
+    UNIT_ASSERT(!config_module_name_ok("a.so"));
+}
+
+/* The helpers the loader shares. */
+static void test_shared_helpers(void)
+{
+    long long v = 0;
+    UNIT_ASSERT(config_parse_size("64K", &v));
+    UNIT_ASSERT_INT_EQ(v, 65536);
+    UNIT_ASSERT(!config_parse_size("64KB", &v));
+    UNIT_ASSERT_INT_EQ(config_edit_distance("intervall", "interval"), 1);
+    UNIT_ASSERT_INT_EQ(config_edit_distance("abc", "abc"), 0);
+}
+
 UNIT_MAIN(UNIT_TEST(test_full), UNIT_TEST(test_minimal_defaults), UNIT_TEST(test_find_host),
           UNIT_TEST(test_tree_kept), UNIT_TEST(test_sizes_with_suffixes),
           UNIT_TEST(test_relative_paths), UNIT_TEST(test_missing_file),
@@ -482,4 +585,6 @@ UNIT_MAIN(UNIT_TEST(test_full), UNIT_TEST(test_minimal_defaults), UNIT_TEST(test
           UNIT_TEST(test_bad_priority), UNIT_TEST(test_listen_duplicates),
           UNIT_TEST(test_bad_host_name), UNIT_TEST(test_several_errors),
           UNIT_TEST(test_problem_limit), UNIT_TEST(test_short_error_buffer),
-          UNIT_TEST(test_sample_config), UNIT_TEST(test_include))
+          UNIT_TEST(test_sample_config), UNIT_TEST(test_include), UNIT_TEST(test_modules),
+          UNIT_TEST(test_modules_wrong_shapes), UNIT_TEST(test_module_names),
+          UNIT_TEST(test_shared_helpers))

@@ -1,0 +1,12 @@
+/*
+ * future_stub.c — for the loader test mod_ldr_versioned: a stand-in for a later libstanzad.so.1
+ * that exports one function under version node STANZAD_1.1. The test module links against it,
+ * so it needs STANZAD_1.1; the real 1.0 library then makes dlopen fail with "version
+ * `STANZAD_1.1' not found", which the loader reports as an ABI difference. Never loaded itself.
+ */
+__attribute__((visibility("default"))) int sd_future_function(void *m);
+
+__attribute__((visibility("default"))) int sd_future_function(void *m)
+{
+    return m != 0;
+}
