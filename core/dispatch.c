@@ -587,11 +587,15 @@ static void send_reply(struct session *origin, const struct stanza *req, const c
                        struct stanza *reply)
 {
     reply_address(req, reply, host);
-    if (origin && !atomic_load(&origin->closed) && req->from_str && reply->to_str &&
-        strcmp(reply->to_str, origin->full) == 0)
-        router_deliver(origin, reply);
-    else
-        router_route(reply);
+    if (origin && reply->to_str && strcmp(reply->to_str, origin->full) == 0) {
+        /* To the client that asked: never to a newer session that took its resource. */
+        if (atomic_load(&origin->closed))
+            stanza_free(&reply);
+        else
+            router_deliver(origin, reply);
+        return;
+    }
+    router_route(reply);
 }
 
 void sd_reply(sd_hctx *h, sd_stanza **reply)
@@ -741,9 +745,12 @@ void dispatch_worker_done(struct worker *w)
     struct dispatch_worker *dw = worker_slot(w, WSLOT_DISPATCH);
     if (!dw)
         return;
+    /* Requests still waiting: the server stops, so they time out now (fn is called once,
+     * as promised, and can free what it holds). */
     while (dw->waits) {
         struct iq_wait *iw = dw->waits;
         dw->waits = iw->next;
+        iw->fn(NULL, iw->ud);
         free(iw->to);
         free(iw);
     }

@@ -438,7 +438,9 @@ void sd_session_end(sd_session *ss, sd_stream_error cond, const char *text)
 
 int sd_worker_count(void)
 {
-    return workers_count();
+    /* During load() the workers do not exist yet, but their number is already decided. */
+    int n = workers_count();
+    return n > 0 ? n : server_config ? config_worker_count(server_config) : 0;
 }
 
 int sd_worker_current(void)
@@ -452,7 +454,7 @@ int sd_worker_for(const char *key)
     uint64_t h = 1469598103934665603ull;
     for (const char *p = key ? key : ""; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    int n = workers_count();
+    int n = sd_worker_count();
     return n > 0 ? (int)(h % (uint64_t)n) : 0;
 }
 

@@ -208,7 +208,7 @@ static void route_full(struct stanza *st)
         if (is_subscription(st))
             route_bare(st);
         else
-            stanza_free(&st);
+            dispatch_undeliverable(st, drop);
         return;
     case STANZA_IQ:
         if (is_iq_request(st))

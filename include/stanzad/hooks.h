@@ -30,7 +30,9 @@
  * sleeping, no blocking I/O, no synchronous database access (use sd_offload for such work).
  *
  * In order: while a handler has deferred a client's stanza, that client's later stanzas wait
- * behind it (RFC 6120 §10.1).
+ * behind it (RFC 6120 §10.1) and the server stops reading that client's stream. So never defer a
+ * stanza while waiting for the same client to answer something (an sd_send_iq to it would only
+ * time out); finish the stanza first.
  */
 #ifndef STANZAD_HOOKS_H
 #define STANZAD_HOOKS_H

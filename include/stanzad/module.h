@@ -18,10 +18,14 @@
  * field, so a module built for another ABI is refused with a message instead of crashing.
  *
  * Lifecycle: load() runs once, on the main thread, before the workers start and after the
- * settings were validated and the migrations applied. Everything a module registers (hooks,
- * features, timers, statements) belongs to it: if load() fails, or at shutdown, the core removes
- * all of it; a module never writes unregistration code. unload() (optional) runs at shutdown
- * after the workers stopped, to free module globals. Modules are never unloaded while running.
+ * settings were validated and the migrations applied (sd_worker_count() already tells how many
+ * workers there will be). Everything a module registers in load() (hooks, features,
+ * statements) belongs to it: if load() fails, or at shutdown, the core removes all of it; a
+ * module never writes unregistration code. What a module creates at run time on a worker
+ * (timers, memory in its worker slot or session data) is its own to free: session data through
+ * its free function, the rest on that worker, e.g. when its last session closes. unload()
+ * (optional) runs at shutdown after the workers stopped, to free module globals. Modules are
+ * never unloaded while running.
  *
  * Threads: hooks run on worker threads, several at once. Module globals must be read-only after
  * load(); mutable state belongs in per-worker slots (sd_worker_slot), per-session data

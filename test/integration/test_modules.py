@@ -641,11 +641,6 @@ class Deferral(ServerTestCase):
         r = await new.iq('get', "<now xmlns='%s'/>" % NS_DEFER, to='localhost')
         self.assertEqual(r.get('type'), 'result')
 
-    # Core bug (reported): hooks.h says replies to a session that has ended are dropped, but
-    # the core routes them by their 'to', so the new session with the same full JID gets the
-    # result of an iq it never sent. Remove expectedFailure when that is fixed (an unexpected
-    # success fails the suite).
-    @unittest.expectedFailure
     @async_test
     async def test_reply_to_an_ended_session_is_dropped(self):
         new = await self.replaced_while_deferred('gone2')
