@@ -14,6 +14,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ static struct lsock *socks; /* [listener * n_workers + worker] */
 static size_t n_listeners;
 static int n_per;
 
-static int open_one(const struct config_listener *cl, char *err, size_t errlen)
+static int open_one(const struct config_listener *cl, bool probe, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
                              .ai_socktype = SOCK_STREAM};
@@ -60,6 +61,22 @@ static int open_one(const struct config_listener *cl, char *err, size_t errlen)
     }
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (probe) {
+        /* SO_REUSEPORT would let a second stanzad of the same user share the port silently,
+         * each getting half of the clients. Bind once without it first: if anyone listens
+         * there, this fails like any bind to a used port. */
+        if (!host)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        int rc2 = bind(fd, ai->ai_addr, ai->ai_addrlen);
+        int e = errno;
+        close(fd);
+        freeaddrinfo(ai);
+        if (rc2 < 0) {
+            snprintf(err, errlen, "listen %s:%d: %s", cl->address, cl->port, strerror(e));
+            return -1;
+        }
+        return open_one(cl, false, err, errlen);
+    }
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (!host)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
@@ -84,7 +101,7 @@ int listeners_open(const struct config *cfg, int n_workers, char *err, size_t er
         for (int w = 0; w < n_workers; w++) {
             struct lsock *ls = &socks[l * (size_t)n_workers + (size_t)w];
             ls->cl = &cfg->listeners[l];
-            ls->fd = open_one(ls->cl, err, errlen);
+            ls->fd = open_one(ls->cl, w == 0, err, errlen);
             if (ls->fd < 0) {
                 listeners_close();
                 return -1;

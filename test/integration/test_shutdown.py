@@ -177,5 +177,27 @@ class Reload(ServerTestCase):
         self.assertNotRegex(after, r'\b(info|INFO)\b', 'info lines after reloading level=error')
 
 
+class SecondInstance(ServerTestCase):
+    """A second stanzad configured with the ports of a running one must refuse to start: with
+    SO_REUSEPORT the kernel would otherwise let both listen and split the clients between them."""
+    users = {ALICE: USERS[ALICE]}
+
+    @async_test(timeout=90)
+    async def test_second_server_on_the_same_ports_refuses_to_start(self):
+        second = Server(self.world, 'second', {})
+        second.starttls_port = self.server.starttls_port
+        second.direct_port = self.server.direct_port
+        second.write_config()
+        second.start(wait=False)
+        rc = await asyncio.get_running_loop().run_in_executor(None, second.wait_exit)
+        self.assertNotEqual(rc, 0)
+        self.assertIn('listen 127.0.0.1:%d: Address already in use' % self.server.starttls_port,
+                      second.log_text())
+        # the first one still serves every client
+        for i in range(4):
+            r = self.track(RawClient(self.server.starttls_port, name='after-%d' % i))
+            await r.login('alice', USERS[ALICE], 'r%d' % i)
+
+
 if __name__ == '__main__':
     main()
