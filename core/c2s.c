@@ -600,8 +600,9 @@ static void sasl_delayed_failure(struct timer *t)
 static void sasl_failed(struct c2s *c, const char *cond)
 {
     const struct config *cfg = server_config;
+    bool binding = c->sasl && sasl_conn_binding_failure(c->sasl);
     c2s_reset_sasl(c);
-    if (strcmp(cond, "not-authorized") != 0 && strcmp(cond, "invalid-authzid") != 0) {
+    if (binding || (strcmp(cond, "not-authorized") != 0 && strcmp(cond, "invalid-authzid") != 0)) {
         sasl_failure_now(c, cond, NULL);
         return;
     }

@@ -62,9 +62,10 @@ struct sasl_conn {
     char mech[24]; /* mechanism started */
     char *gs2;     /* SCRAM GS2 header of the attempt, for the channel-binding check */
     size_t gs2_len;
-    bool first_seen;  /* the client's first message has been received */
-    int checkpass_rc; /* our verdict on a PLAIN password (libsasl2 reports another) */
-    char *username;   /* set on success */
+    bool first_seen;      /* the client's first message has been received */
+    int checkpass_rc;     /* our verdict on a PLAIN password (libsasl2 reports another) */
+    bool binding_failure; /* the attempt failed on channel-binding negotiation, not secrets */
+    char *username;       /* set on success */
 };
 
 static unsigned char decoy_key[DECOY_KEY_LEN];
@@ -535,6 +536,11 @@ const char *sasl_conn_cb_name(const struct sasl_conn *sc)
     return sc->cb_name;
 }
 
+bool sasl_conn_binding_failure(const struct sasl_conn *sc)
+{
+    return sc->binding_failure;
+}
+
 /* ---------------------------------------------------------------- initial responses */
 
 /* saslname (RFC 5802 §7): "=2C" and "=3D" stand for ',' and '='; any other '=' is an error. */
@@ -800,6 +806,21 @@ static const char *check_first(struct sasl_conn *sc, const unsigned char *in, si
         free(user);
         if (!ok)
             return "malformed-request";
+        /* Failures of the channel-binding negotiation itself: a binding type we do not offer
+         * (a client asking tls-unique under TLS 1.3), or the 'y' flag while we offer -PLUS,
+         * which RFC 5802 §6 makes a failure. Common with clients that do not read XEP-0440,
+         * and no guess at a password: the caller does not count them as failed logins. */
+        if (flag == 'p') {
+            const char *name = (const char *)in + 2;
+            size_t nl = strcspn(name, ",");
+            if (!sc->cb_name || strlen(sc->cb_name) != nl || strncmp(name, sc->cb_name, nl) != 0) {
+                sc->binding_failure = true;
+                return "not-authorized";
+            }
+        } else if (flag == 'y' && sc->cb_name) {
+            sc->binding_failure = true;
+            return "not-authorized";
+        }
         free(sc->gs2);
         sc->gs2 = xstrndup((const char *)in, gs2_len);
         sc->gs2_len = gs2_len;
@@ -833,6 +854,7 @@ enum sasl_result sasl_conn_start(struct sasl_conn *sc, const char *mech, const u
     sc->gs2_len = 0;
     sc->first_seen = false;
     sc->checkpass_rc = SASL_OK;
+    sc->binding_failure = false;
     sc->mech[0] = '\0';
     if (sc->username != NULL) {
         /* libsasl2 does not run a second exchange on a context that succeeded (it keeps its

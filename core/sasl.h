@@ -73,6 +73,10 @@ enum sasl_result sasl_conn_start(struct sasl_conn *sc, const char *mech, const u
                                  const char **failure_r);
 enum sasl_result sasl_conn_step(struct sasl_conn *sc, const unsigned char *in, size_t inlen,
                                 const unsigned char **out, size_t *outlen, const char **failure_r);
+/* After SASLR_FAIL: did the attempt fail on channel-binding negotiation (a binding type not
+ * offered, or the 'y' flag while -PLUS is offered) rather than on credentials? Such failures
+ * are not password guesses and are not counted against the client's address. */
+bool sasl_conn_binding_failure(const struct sasl_conn *sc);
 /* The authenticated localpart after SASLR_OK (prepared), borrowed from sc. */
 const char *sasl_conn_username(const struct sasl_conn *sc);
 

@@ -362,6 +362,41 @@ class LoginTlsOptional(ServerTestCase):
         self.assertIn('PLAIN', r.mechanisms(f))
 
 
+class BindingNegotiationIsNotAGuess(ServerTestCase):
+    """Clients that do not read XEP-0440 (slixmpp 1.8) try -PLUS with tls-unique under TLS 1.3,
+    then plain SCRAM with the 'y' flag: the server must refuse both (RFC 5802 §6), but these are
+    no password guesses and must not be delayed or count towards the per-address limit."""
+    DELAY_MS = 2000
+    config = {'limits': {'auth_failure_delay': DELAY_MS, 'max_auth_failures': 2}}
+    users = {ALICE: 'right password'}
+
+    @async_test(timeout=120)
+    async def test_binding_failures_are_not_counted(self):
+        for i in range(4):
+            r = self.raw(source='127.0.0.3')
+            await r.connect()
+            await r.open_stream()
+            await r.starttls()  # TLS 1.3: the server offers tls-exporter
+            f = await r.open_stream()
+            self.assertIn('SCRAM-SHA-256-PLUS', r.mechanisms(f))
+            t0 = time.monotonic()
+            el = await r.auth_scram('alice', USERS_DELAY[ALICE], 'SCRAM-SHA-256-PLUS',
+                                    cb_type='tls-unique', cb_data=b'0123456789ab')
+            self.assertEqual(r.sasl_condition(el), 'not-authorized', to_str(el))
+            el = await r.auth_scram('alice', USERS_DELAY[ALICE], 'SCRAM-SHA-256', cb_flag='y')
+            self.assertEqual(r.sasl_condition(el), 'not-authorized', to_str(el))
+            took = time.monotonic() - t0
+            self.assertLess(took, self.DELAY_MS / 1000.0 * 0.5,
+                            'binding failures were delayed (%.3f s)' % took)
+            # ... and the client's next choice works: no lockout after 8 such failures
+            el = await r.auth_scram('alice', USERS_DELAY[ALICE], 'SCRAM-SHA-256')
+            self.assertEqual(r.sasl_condition(el), 'success', to_str(el))
+            await r.close()
+
+
+USERS_DELAY = {ALICE: 'right password'}
+
+
 class AuthFailureDelay(ServerTestCase):
     """Repeated failures from one address are slowed down, without slowing anyone else."""
     DELAY_MS = 600
