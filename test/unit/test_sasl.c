@@ -307,13 +307,42 @@ static void test_scram_plus_mismatch(void)
     /* Downgrade: a client that can bind ("y", it negotiates from a list without -PLUS, as if a
      * man in the middle had removed them) while the server does offer -PLUS. */
     expect_failure("SCRAM-SHA-256 PLAIN", true, true, "alice", "wonderland", NULL, cb_ours,
-                   "not-authorized", 2);
+                   "not-authorized", 1);
     /* The same client against a server without channel binding is fine. */
     expect_success("SCRAM-SHA-256 PLAIN", true, false, "alice", "wonderland", NULL, cb_ours,
                    "alice");
     /* -PLUS is not offered without channel binding. */
     expect_failure("SCRAM-SHA-256-PLUS", true, false, "alice", "wonderland", NULL, cb_ours,
                    "invalid-mechanism", 0);
+    teardown();
+}
+
+/* Channel-binding negotiation failures are flagged as such (not counted as password guesses);
+ * a wrong proof is not. */
+static void test_binding_failure_flag(void)
+{
+    setup();
+    struct sasl_conn *sc = sasl_conn_new(HOST, true, "tls-exporter", cb_ours, 32);
+    const unsigned char *out;
+    size_t outlen;
+    const char *failure = NULL;
+    static const char unique[] = "p=tls-unique,,n=alice,r=abcdefgh";
+    UNIT_ASSERT_INT_EQ(sasl_conn_start(sc, "SCRAM-SHA-256-PLUS", (const unsigned char *)unique,
+                                       strlen(unique), &out, &outlen, &failure),
+                       SASLR_FAIL);
+    UNIT_ASSERT_STR_EQ(failure, "not-authorized");
+    UNIT_ASSERT(sasl_conn_binding_failure(sc));
+    static const char yflag[] = "y,,n=alice,r=abcdefgh";
+    UNIT_ASSERT_INT_EQ(sasl_conn_start(sc, "SCRAM-SHA-1", (const unsigned char *)yflag,
+                                       strlen(yflag), &out, &outlen, &failure),
+                       SASLR_FAIL);
+    UNIT_ASSERT(sasl_conn_binding_failure(sc));
+    static const char good[] = "p=tls-exporter,,n=alice,r=abcdefgh";
+    UNIT_ASSERT_INT_EQ(sasl_conn_start(sc, "SCRAM-SHA-256-PLUS", (const unsigned char *)good,
+                                       strlen(good), &out, &outlen, &failure),
+                       SASLR_CONTINUE);
+    UNIT_ASSERT(!sasl_conn_binding_failure(sc));
+    sasl_conn_free(&sc);
     teardown();
 }
 
@@ -809,8 +838,9 @@ static void test_init_twice_and_done(void)
 
 UNIT_MAIN(UNIT_TEST(test_mechanism_lists), UNIT_TEST(test_scram_success),
           UNIT_TEST(test_scram_plus_success), UNIT_TEST(test_scram_plus_mismatch),
-          UNIT_TEST(test_scram_wrong_password), UNIT_TEST(test_unknown_user), UNIT_TEST(test_plain),
-          UNIT_TEST(test_authzid), UNIT_TEST(test_malformed), UNIT_TEST(test_malformed_final),
-          UNIT_TEST(test_peek_decoding), UNIT_TEST(test_no_initial_response),
-          UNIT_TEST(test_reuse_after_failure), UNIT_TEST(test_log_has_no_secrets),
-          UNIT_TEST(test_threads), UNIT_TEST(test_init_twice_and_done))
+          UNIT_TEST(test_binding_failure_flag), UNIT_TEST(test_scram_wrong_password),
+          UNIT_TEST(test_unknown_user), UNIT_TEST(test_plain), UNIT_TEST(test_authzid),
+          UNIT_TEST(test_malformed), UNIT_TEST(test_malformed_final), UNIT_TEST(test_peek_decoding),
+          UNIT_TEST(test_no_initial_response), UNIT_TEST(test_reuse_after_failure),
+          UNIT_TEST(test_log_has_no_secrets), UNIT_TEST(test_threads),
+          UNIT_TEST(test_init_twice_and_done))
