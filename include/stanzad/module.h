@@ -93,7 +93,9 @@ SD_API const void *sd_module_config(const sd_module *m, const char *host);
  * An ordered schema step. Tables of a module are prefixed with its name ("motd_seen"). Missing
  * steps are applied at start, in one transaction per module, and recorded in
  * schema_versions(owner, version). Steps are never edited once released: add a new one.
- * The list ends with SD_MIGRATIONS_END.
+ * The list ends with SD_MIGRATIONS_END. Per-account rows should reference the core's
+ * accounts(id) with ON DELETE CASCADE: then an account deleted by stanzactl (another process,
+ * where no SD_EV_ACCOUNT_DELETED can be raised) takes them along.
  */
 typedef struct sd_migration {
     int version; /* 1, 2, 3, ... */
