@@ -41,15 +41,16 @@ static const sd_setting motd_settings[] = {
 };
 
 static const sd_migration motd_migrations[] = {
+    /* Keyed by the core's account id: when an account is deleted (by stanzactl, by in-band
+     * cancellation), its row goes with it. */
     {1, "CREATE TABLE motd_seen ("
-        "  account text PRIMARY KEY,"
+        "  account_id bigint PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,"
         "  seen_at timestamptz NOT NULL)"},
     SD_MIGRATIONS_END,
 };
 
 static sd_module *motd_mod;
-static sd_stmt *motd_claim;  /* returns a row when the message is due, and records it as sent */
-static sd_stmt *motd_forget; /* deletes an account's row */
+static sd_stmt *motd_claim; /* returns a row when the message is due, and records it as sent */
 
 /* What the database callback needs: copies, since the session may be gone by then. */
 struct motd_req {
@@ -100,42 +101,37 @@ static void motd_bound(sd_hctx *h, sd_event *ev, void *ud)
     }
     char interval[32];
     snprintf(interval, sizeof(interval), "%" PRId64, c->interval_ms);
-    const char *params[] = {sd_session_bare(s), interval};
-    if (sd_db_exec(motd_claim, params, 2, motd_claimed, r) < 0)
+    sd_jid *bare = sd_jid_new(sd_session_bare(s));
+    if (bare == NULL) {
         motd_req_free(r);
-}
-
-static void motd_forgotten(sd_dbres *res, void *ud)
-{
-    if (sd_dbres_status(res) != SD_DB_OK)
-        sd_log(motd_mod, SD_LOG_WARN, "cannot delete a motd_seen row: %s", sd_dbres_error(res));
-}
-
-static void motd_account_deleted(sd_hctx *h, sd_event *ev, void *ud)
-{
-    const char *params[] = {sd_event_jid(ev)};
-    sd_db_exec(motd_forget, params, 1, motd_forgotten, NULL);
+        return;
+    }
+    const char *params[] = {sd_jid_domain(bare), sd_jid_local(bare), interval};
+    if (sd_db_exec(motd_claim, params, 3, motd_claimed, r) < 0)
+        motd_req_free(r);
+    sd_jid_free(&bare); /* the parameters were copied */
 }
 
 static int motd_load(sd_module *m, const char **error_r)
 {
     motd_mod = m;
-    /* $2 is the interval in milliseconds. now() is the transaction's start, the same in the
-     * INSERT and the WHERE, so interval 0 means "every time". */
+    /* $1 host, $2 username (the core's accounts table), $3 the interval in milliseconds.
+     * now() is the transaction's start, the same in the INSERT and the WHERE, so interval 0
+     * means "every time". */
     motd_claim = sd_db_prepare(m,
-                               "INSERT INTO motd_seen AS s (account, seen_at) VALUES ($1, now()) "
-                               "ON CONFLICT (account) DO UPDATE SET seen_at = now() "
-                               "WHERE s.seen_at <= now() - $2::bigint * interval '1 millisecond' "
-                               "RETURNING account",
-                               2);
-    motd_forget = sd_db_prepare(m, "DELETE FROM motd_seen WHERE account = $1", 1);
-    if (motd_claim == NULL || motd_forget == NULL) {
-        *error_r = "cannot prepare the statements";
+                               "INSERT INTO motd_seen AS s (account_id, seen_at) "
+                               "SELECT a.id, now() FROM accounts a "
+                               "WHERE a.host = $1 AND a.username = $2 "
+                               "ON CONFLICT (account_id) DO UPDATE SET seen_at = now() "
+                               "WHERE s.seen_at <= now() - $3::bigint * interval '1 millisecond' "
+                               "RETURNING account_id",
+                               3);
+    if (motd_claim == NULL) {
+        *error_r = "cannot prepare the statement";
         return -1;
     }
-    if (sd_hook_event(m, SD_EV_SESSION_BOUND, 0, motd_bound, NULL) < 0 ||
-        sd_hook_event(m, SD_EV_ACCOUNT_DELETED, 0, motd_account_deleted, NULL) < 0) {
-        *error_r = "cannot register the event handlers";
+    if (sd_hook_event(m, SD_EV_SESSION_BOUND, 0, motd_bound, NULL) < 0) {
+        *error_r = "cannot register the event handler";
         return -1;
     }
     return 0;

@@ -1004,9 +1004,16 @@ class ExampleModule(ServerTestCase):
         alice = await self.raw_login(ALICE, resource='two')
         more = await alice.collect(1.0 * SLOW)
         self.assertFalse([e for e in more if tag_is(e, 'message')], [to_str(e) for e in more])
-        self.assertEqual(psql("SELECT count(*) FROM motd_seen WHERE account = '%s' AND "
-                              "seen_at > now() - interval '1 minute'" % ALICE,
+        self.assertEqual(psql("SELECT count(*) FROM motd_seen s JOIN accounts a "
+                              "ON a.id = s.account_id WHERE a.username = 'alice' AND "
+                              "a.host = 'localhost' AND s.seen_at > now() - interval '1 minute'",
                               db=self.server.db).strip(), '1')
+        # the row goes with the account
+        before = int(psql("SELECT count(*) FROM motd_seen", db=self.server.db))
+        self.server.ctl('deluser', ALICE)
+        after = int(psql("SELECT count(*) FROM motd_seen", db=self.server.db))
+        self.assertEqual(after, before - 1)
+        self.server.add_user(ALICE, USERS[ALICE])
 
     @async_test
     async def test_host_override_interval_zero(self):
