@@ -34,6 +34,7 @@
 #include "router.h"
 #include "server.h"
 #include "session.h"
+#include "slab.h"
 #include "stanzad/disco.h"
 #include "stanzad/runtime.h"
 #include "worker.h"
@@ -882,8 +883,9 @@ void sd_session_set_data(sd_session *ss, sd_module *m, void *data, void (*free_f
     if (!s || !m || s->w != worker_self())
         return;
     if (!s->mod_data) {
-        s->mod_data = xcalloc(n_modules ? n_modules : 1, sizeof *s->mod_data);
-        s->mod_free = xcalloc(n_modules ? n_modules : 1, sizeof *s->mod_free);
+        /* Lives as long as the session: from the slabs, not the heap (see slab.h). */
+        s->mod_data = slab_alloc((n_modules ? n_modules : 1) * sizeof *s->mod_data);
+        s->mod_free = slab_alloc((n_modules ? n_modules : 1) * sizeof *s->mod_free);
     }
     if (s->mod_data[m->index] && s->mod_free[m->index] && s->mod_data[m->index] != data)
         s->mod_free[m->index](s->mod_data[m->index]);
@@ -904,8 +906,8 @@ void dispatch_session_free_data(struct session *s)
     for (size_t i = 0; i < n_modules; i++)
         if (s->mod_data[i] && s->mod_free[i])
             s->mod_free[i](s->mod_data[i]);
-    free(s->mod_data);
-    free(s->mod_free);
+    slab_free(s->mod_data);
+    slab_free(s->mod_free);
     s->mod_data = NULL;
     s->mod_free = NULL;
 }

@@ -23,6 +23,7 @@
 #include "router.h"
 #include "server.h"
 #include "session.h"
+#include "slab.h"
 #include "stanza.h"
 #include "stanzad/stanzad.h"
 #include "worker.h"
@@ -517,6 +518,16 @@ int sd_offload(sd_module *m, void (*work)(void *ud), void (*done)(void *ud), voi
     j->ud = ud;
     offload_submit(&j->off, module_job_work, module_job_done);
     return 0;
+}
+
+void *sd_alloc(size_t n)
+{
+    return slab_alloc(n);
+}
+
+void sd_free(void *p)
+{
+    slab_free(p);
 }
 
 /* ---- timers ---- */

@@ -8,6 +8,7 @@
 #ifndef STANZAD_RUNTIME_H
 #define STANZAD_RUNTIME_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "export.h"
@@ -36,6 +37,15 @@ SD_API int sd_post(int worker, void (*fn)(void *ud), void *ud);
 /* Runs work(ud) on a helper thread (it may block; it must not call other sd_ functions except
  * sd_log), then done(ud) on the calling worker. Returns 0, or -1 when not called on a worker. */
 SD_API int sd_offload(sd_module *m, void (*work)(void *ud), void (*done)(void *ud), void *ud);
+
+/*
+ * Memory for what lives as long as a session (per-session records, entries in per-worker
+ * lists): n zeroed bytes from the server's long-lived pools, never NULL (out of memory aborts).
+ * Small objects kept for hours, allocated with malloc between the short-lived garbage of a
+ * login, pin whole pages of the heap; from here they do not. Free with sd_free, any thread.
+ */
+SD_API void *sd_alloc(size_t n);
+SD_API void sd_free(void *p);
 
 /* ---- timers ---- */
 

@@ -172,7 +172,7 @@ static void ping_sess_free(void *data)
         sd_timer_free(&rec->w->timer);
     if (rec->probe != NULL)
         rec->probe->sess = NULL;
-    free(rec);
+    sd_free(rec);
 }
 
 static void ping_bound(sd_hctx *h, sd_event *ev, void *ud)
@@ -180,12 +180,12 @@ static void ping_bound(sd_hctx *h, sd_event *ev, void *ud)
     sd_session *s = sd_event_session(ev);
     struct ping_worker *w = ping_worker_get();
     const struct ping_conf *c = sd_module_config(ping_mod, sd_session_host(s));
-    struct ping_sess *rec = w != NULL && c != NULL ? calloc(1, sizeof(*rec)) : NULL;
+    struct ping_sess *rec = w != NULL && c != NULL ? sd_alloc(sizeof(*rec)) : NULL;
     if (rec != NULL && w->timer == NULL) {
         if ((w->timer = sd_timer_new(ping_mod, ping_sweep, w)) != NULL) {
             sd_timer_start(w->timer, ping_sweep_ms);
         } else {
-            free(rec);
+            sd_free(rec);
             rec = NULL;
         }
     }
