@@ -209,7 +209,7 @@ void config_where(const struct config *c, const void *setting, const char *sub, 
 
 /* ---- values ------------------------------------------------------------------------------ */
 
-static const char *type_name(int type)
+const char *config_type_name(int type)
 {
     switch (type) {
     case CONFIG_TYPE_GROUP:
@@ -236,11 +236,11 @@ static bool expect_type(struct loader *ld, const config_setting_t *s, int type, 
 {
     if (config_setting_type(s) == type)
         return true;
-    problem(ld, s, NULL, "expected %s, got %s", want, type_name(config_setting_type(s)));
+    problem(ld, s, NULL, "expected %s, got %s", want, config_type_name(config_setting_type(s)));
     return false;
 }
 
-static bool is_integer(const config_setting_t *s)
+bool config_is_integer(const config_setting_t *s)
 {
     return config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64;
 }
@@ -393,7 +393,7 @@ static void load_module_list(struct loader *ld, const config_setting_t *l, char 
 {
     if (config_setting_type(l) != CONFIG_TYPE_LIST && config_setting_type(l) != CONFIG_TYPE_ARRAY) {
         problem(ld, l, NULL, "expected a list of strings, got %s",
-                type_name(config_setting_type(l)));
+                config_type_name(config_setting_type(l)));
         return;
     }
     size_t n = (size_t)config_setting_length(l);
@@ -436,7 +436,7 @@ static bool check_sections(struct loader *ld, const config_setting_t *s)
         const config_setting_t *m = config_setting_get_elem(s, (unsigned)i);
         if (config_setting_type(m) != CONFIG_TYPE_GROUP) {
             problem(ld, m, NULL, "expected a group of settings for module \"%s\", got %s",
-                    config_setting_name(m), type_name(config_setting_type(m)));
+                    config_setting_name(m), config_type_name(config_setting_type(m)));
             ok = false;
         }
     }
@@ -444,7 +444,7 @@ static bool check_sections(struct loader *ld, const config_setting_t *s)
 }
 
 /* "a, b, c" from a NULL-terminated list of names. */
-static void join_choices(const char *const *choices, char *buf, size_t n)
+void config_join_choices(const char *const *choices, char *buf, size_t n)
 {
     size_t len = 0;
     buf[0] = '\0';
@@ -460,8 +460,9 @@ static void set_value(struct loader *ld, const config_setting_t *s, const struct
 
     switch (k->kind) {
     case K_INT:
-        if (!is_integer(s)) {
-            problem(ld, s, NULL, "expected an integer, got %s", type_name(config_setting_type(s)));
+        if (!config_is_integer(s)) {
+            problem(ld, s, NULL, "expected an integer, got %s",
+                    config_type_name(config_setting_type(s)));
             return;
         }
         v = config_setting_get_int64(s);
@@ -470,7 +471,7 @@ static void set_value(struct loader *ld, const config_setting_t *s, const struct
         return;
 
     case K_SIZE:
-        if (is_integer(s)) {
+        if (config_is_integer(s)) {
             v = config_setting_get_int64(s);
         } else if (config_setting_type(s) == CONFIG_TYPE_STRING) {
             if (!config_parse_size(config_setting_get_string(s), &v)) {
@@ -481,7 +482,7 @@ static void set_value(struct loader *ld, const config_setting_t *s, const struct
             }
         } else {
             problem(ld, s, NULL, "expected an integer or a size string, got %s",
-                    type_name(config_setting_type(s)));
+                    config_type_name(config_setting_type(s)));
             return;
         }
         if (in_range(ld, s, k, v))
@@ -501,7 +502,7 @@ static void set_value(struct loader *ld, const config_setting_t *s, const struct
                 *(int *)field = i;
                 return;
             }
-        join_choices(k->choices, list, sizeof list);
+        config_join_choices(k->choices, list, sizeof list);
         problem(ld, s, NULL, "must be one of %s, got \"%s\"", list, config_setting_get_string(s));
         return;
 
@@ -515,7 +516,7 @@ static void set_value(struct loader *ld, const config_setting_t *s, const struct
         }
         const char *names[] = {log_level_name(LOGL_ERROR), log_level_name(LOGL_WARN),
                                log_level_name(LOGL_INFO), log_level_name(LOGL_DEBUG), NULL};
-        join_choices(names, list, sizeof list);
+        config_join_choices(names, list, sizeof list);
         problem(ld, s, NULL, "must be one of %s, got \"%s\"", list, config_setting_get_string(s));
         return;
     }

@@ -122,5 +122,12 @@ void config_where(const struct config *c, const void *setting, const char *sub, 
 bool config_parse_size(const char *s, long long *v);
 /* Levenshtein distance of two key names, SIZE_MAX for long ones (for "did you mean"). */
 size_t config_edit_distance(const char *a, const char *b);
+/* For messages about libconfig settings, shared with the module loader: "an integer", "a
+ * string"...; whether a setting is an integer (int or int64); "a, b, c" from a NULL-terminated
+ * list of choices. */
+const char *config_type_name(int type);
+struct config_setting_t;
+bool config_is_integer(const struct config_setting_t *s);
+void config_join_choices(const char *const *choices, char *buf, size_t n);
 
 #endif

@@ -227,29 +227,6 @@ static size_t field_size(sd_setting_type t)
     return 0;
 }
 
-static const char *type_name(int type)
-{
-    switch (type) {
-    case CONFIG_TYPE_GROUP:
-        return "a group";
-    case CONFIG_TYPE_INT:
-    case CONFIG_TYPE_INT64:
-        return "an integer";
-    case CONFIG_TYPE_FLOAT:
-        return "a float";
-    case CONFIG_TYPE_STRING:
-        return "a string";
-    case CONFIG_TYPE_BOOL:
-        return "a boolean";
-    case CONFIG_TYPE_ARRAY:
-        return "an array";
-    case CONFIG_TYPE_LIST:
-        return "a list";
-    default:
-        return "nothing";
-    }
-}
-
 /*
  * "30" (seconds), "30s", "5m", "2h", "1d", "250ms": decimal digits and one optional unit.
  * Anything else (spaces, signs, fractions, "1h30m") is refused rather than guessed at.
@@ -333,14 +310,6 @@ static bool check_range(const sd_setting *st, int64_t v, const char *raw, char *
     return false;
 }
 
-static void join_choices(const char *const *choices, char *buf, size_t n)
-{
-    size_t len = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; choices[i] && len < n; i++)
-        len += (size_t)snprintf(buf + len, n - len, "%s%s", i ? ", " : "", choices[i]);
-}
-
 static bool enum_value(const sd_setting *st, const char *s, struct value *v, char *why, size_t n)
 {
     for (int i = 0; st->choices[i]; i++)
@@ -349,14 +318,9 @@ static bool enum_value(const sd_setting *st, const char *s, struct value *v, cha
             return true;
         }
     char list[512];
-    join_choices(st->choices, list, sizeof list);
+    config_join_choices(st->choices, list, sizeof list);
     snprintf(why, n, "must be one of %s, got \"%s\"", list, s);
     return false;
-}
-
-static bool is_integer(const config_setting_t *s)
-{
-    return config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64;
 }
 
 /*
@@ -376,27 +340,28 @@ static bool value_from_setting(const sd_setting *st, const config_setting_t *s, 
     switch (st->type) {
     case SD_SETTING_BOOL:
         if (type != CONFIG_TYPE_BOOL) {
-            snprintf(why, n, "expected a boolean, got %s", type_name(type));
+            snprintf(why, n, "expected a boolean, got %s", config_type_name(type));
             return false;
         }
         v->i = config_setting_get_bool(s) ? 1 : 0;
         return true;
 
     case SD_SETTING_INT:
-        if (!is_integer(s)) {
-            snprintf(why, n, "expected an integer, got %s", type_name(type));
+        if (!config_is_integer(s)) {
+            snprintf(why, n, "expected an integer, got %s", config_type_name(type));
             return false;
         }
         v->i = (int64_t)config_setting_get_int64(s);
         return check_range(st, v->i, NULL, why, n);
 
     case SD_SETTING_SIZE:
-        if (is_integer(s)) {
+        if (config_is_integer(s)) {
             v->i = (int64_t)config_setting_get_int64(s);
             return check_range(st, v->i, NULL, why, n);
         }
         if (!str) {
-            snprintf(why, n, "expected an integer or a size string, got %s", type_name(type));
+            snprintf(why, n, "expected an integer or a size string, got %s",
+                     config_type_name(type));
             return false;
         }
         if (!config_parse_size(str, &ll)) {
@@ -408,7 +373,7 @@ static bool value_from_setting(const sd_setting *st, const config_setting_t *s, 
         return check_range(st, v->i, str, why, n);
 
     case SD_SETTING_DURATION:
-        if (is_integer(s)) {
+        if (config_is_integer(s)) {
             long long secs = config_setting_get_int64(s);
             if (secs > INT64_MAX / 1000 || secs < INT64_MIN / 1000) {
                 snprintf(why, n, "%lld seconds is too long", secs);
@@ -418,7 +383,8 @@ static bool value_from_setting(const sd_setting *st, const config_setting_t *s, 
             return check_range(st, v->i, NULL, why, n);
         }
         if (!str) {
-            snprintf(why, n, "expected an integer or a duration string, got %s", type_name(type));
+            snprintf(why, n, "expected an integer or a duration string, got %s",
+                     config_type_name(type));
             return false;
         }
         if (!parse_duration(str, &v->i)) {
@@ -432,7 +398,7 @@ static bool value_from_setting(const sd_setting *st, const config_setting_t *s, 
 
     case SD_SETTING_STRING:
         if (!str) {
-            snprintf(why, n, "expected a string, got %s", type_name(type));
+            snprintf(why, n, "expected a string, got %s", config_type_name(type));
             return false;
         }
         v->s = xstrdup(str);
@@ -440,14 +406,14 @@ static bool value_from_setting(const sd_setting *st, const config_setting_t *s, 
 
     case SD_SETTING_ENUM:
         if (!str) {
-            snprintf(why, n, "expected a string, got %s", type_name(type));
+            snprintf(why, n, "expected a string, got %s", config_type_name(type));
             return false;
         }
         return enum_value(st, str, v, why, n);
 
     case SD_SETTING_STRING_LIST: {
         if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY) {
-            snprintf(why, n, "expected a list of strings, got %s", type_name(type));
+            snprintf(why, n, "expected a list of strings, got %s", config_type_name(type));
             return false;
         }
         int len = config_setting_length(s);
@@ -455,7 +421,8 @@ static bool value_from_setting(const sd_setting *st, const config_setting_t *s, 
         for (int i = 0; i < len; i++) {
             const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
             if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-                snprintf(why, n, "expected a string, got %s", type_name(config_setting_type(e)));
+                snprintf(why, n, "expected a string, got %s",
+                         config_type_name(config_setting_type(e)));
                 *bad_r = e;
                 value_free(v);
                 return false;
