@@ -258,15 +258,20 @@ struct target {
     const char *host;
 };
 
-static int cmd_adduser(PGconn *c, const struct target *t)
+/*
+ * adduser (create) and passwd (!create): the account must not exist / must exist; the password
+ * is read and turned into verifiers before the transaction, which then creates or finds the
+ * account and stores the verifiers, so a concurrent change is noticed instead of overwritten.
+ */
+static int write_password(PGconn *c, const struct target *t, bool create)
 {
     PGresult *r = run2(c, &db_stmt_find_account, t->host, t->user);
     if (!ok_or_report(c, r, "cannot look the account up"))
         return EXIT_SYSTEM;
     bool exists = PQntuples(r) > 0;
     PQclear(r);
-    if (exists) {
-        fail_msg("%s already exists", t->jid->bare);
+    if (exists == create) {
+        fail_msg(create ? "%s already exists" : "no such account: %s", t->jid->bare);
         return EXIT_USER;
     }
 
@@ -277,14 +282,16 @@ static int cmd_adduser(PGconn *c, const struct target *t)
 
     if (!exec_simple(c, "BEGIN"))
         return EXIT_SYSTEM;
-    r = run2(c, &db_stmt_create_account, t->host, t->user);
-    if (!ok_or_report(c, r, "cannot create the account"))
+    r = run2(c, create ? &db_stmt_create_account : &db_stmt_find_account, t->host, t->user);
+    if (!ok_or_report(c, r, create ? "cannot create the account" : "cannot look the account up"))
         goto fail;
     if (PQntuples(r) == 0) {
-        /* Someone created it between our look-up and now. */
+        /* Someone created (or deleted) it between our look-up and now. */
         PQclear(r);
         PQclear(PQexec(c, "ROLLBACK"));
-        fail_msg("%s already exists", t->jid->bare);
+        explicit_bzero(v, sizeof v);
+        fail_msg(create ? "%s already exists" : "no such account: %s (deleted meanwhile)",
+                 t->jid->bare);
         return EXIT_USER;
     }
     char id[24];
@@ -293,7 +300,7 @@ static int cmd_adduser(PGconn *c, const struct target *t)
     if (!store_verifiers(c, id, v) || !exec_simple(c, "COMMIT"))
         goto fail;
     explicit_bzero(v, sizeof v);
-    printf("created %s\n", t->jid->bare);
+    printf(create ? "created %s\n" : "password changed for %s\n", t->jid->bare);
     return 0;
 fail:
     explicit_bzero(v, sizeof v);
@@ -301,46 +308,14 @@ fail:
     return EXIT_SYSTEM;
 }
 
+static int cmd_adduser(PGconn *c, const struct target *t)
+{
+    return write_password(c, t, true);
+}
+
 static int cmd_passwd(PGconn *c, const struct target *t)
 {
-    PGresult *r = run2(c, &db_stmt_find_account, t->host, t->user);
-    if (!ok_or_report(c, r, "cannot look the account up"))
-        return EXIT_SYSTEM;
-    bool exists = PQntuples(r) > 0;
-    PQclear(r);
-    if (!exists) {
-        fail_msg("no such account: %s", t->jid->bare);
-        return EXIT_USER;
-    }
-
-    struct scram_verifier v[SCRAM_HASH_COUNT];
-    int rc = make_verifiers(t->jid->bare, v);
-    if (rc)
-        return rc;
-
-    if (!exec_simple(c, "BEGIN"))
-        return EXIT_SYSTEM;
-    r = run2(c, &db_stmt_find_account, t->host, t->user);
-    if (!ok_or_report(c, r, "cannot look the account up"))
-        goto fail;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        PQclear(PQexec(c, "ROLLBACK"));
-        fail_msg("no such account: %s (deleted meanwhile)", t->jid->bare);
-        return EXIT_USER;
-    }
-    char id[24];
-    snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    if (!store_verifiers(c, id, v) || !exec_simple(c, "COMMIT"))
-        goto fail;
-    explicit_bzero(v, sizeof v);
-    printf("password changed for %s\n", t->jid->bare);
-    return 0;
-fail:
-    explicit_bzero(v, sizeof v);
-    PQclear(PQexec(c, "ROLLBACK"));
-    return EXIT_SYSTEM;
+    return write_password(c, t, false);
 }
 
 static int cmd_deluser(PGconn *c, const struct target *t)
