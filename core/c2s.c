@@ -73,6 +73,8 @@ struct c2s {
 
     /* the bound session */
     struct session *sess;
+    /* before authentication: what pending SD_TO_PREAUTH handlers hold on to (dispatch.c) */
+    struct session *preauth;
 
     /* in-order processing */
     bool busy;
@@ -190,10 +192,20 @@ static void c2s_end_session(struct c2s *c)
     session_unref(&c->sess);
 }
 
+static void c2s_drop_preauth(struct c2s *c)
+{
+    if (!c->preauth)
+        return;
+    atomic_store(&c->preauth->closed, true);
+    c->preauth->c2s = NULL;
+    session_unref(&c->preauth);
+}
+
 static void c2s_on_close(struct conn *conn, const char *reason)
 {
     struct c2s *c = conn->ud;
     log_info(conn->id, "closed: %s", reason);
+    c2s_drop_preauth(c);
     c2s_end_session(c);
     worker_timer_stop(c->w, &c->timeout);
     worker_timer_stop(c->w, &c->delay);
@@ -580,6 +592,16 @@ void c2s_release(struct c2s *c)
         c2s_set_busy(c, false);
 }
 
+const char *c2s_peer(const struct c2s *c)
+{
+    return c->conn->peer;
+}
+
+bool c2s_secure(const struct c2s *c)
+{
+    return conn_is_tls(c->conn);
+}
+
 uint64_t c2s_last_input(const struct c2s *c)
 {
     return c->last_input;
@@ -623,6 +645,7 @@ static void sasl_succeeded(struct c2s *c, const unsigned char *out, size_t outle
 {
     c->username = slab_strdup(sasl_conn_username(c->sasl));
     c->authenticated = true;
+    c2s_drop_preauth(c);
     c->sasl_in_progress = false;
     log_info(c->conn->id, "authenticated as %s@%s with %s", c->username, c->host, c->sasl_mech);
     sasl_send(c, "success", out, outlen, false); /* out belongs to the SASL context */
@@ -955,6 +978,26 @@ static bool is_client_stanza(const struct stanza *st)
     return st->kind != STANZA_OTHER && strcmp(st->el->ns, NS_CLIENT) == 0;
 }
 
+/* An iq before authentication (XEP-0077 registration): to modules that asked for such, through
+ * a stand-in session that lets a deferred reply find the stream while it lasts. */
+static void c2s_preauth_iq(struct c2s *c, struct stanza *st)
+{
+    if (st->to_str) {
+        st->to = jid_parse(st->arena, st->to_str, strlen(st->to_str), NULL);
+        if (!st->to || st->to->local || strcmp(st->to->domain, c->host) != 0) {
+            c2s_stream_error(c, STRERR_NOT_AUTHORIZED, "authenticate first");
+            stanza_free(&st);
+            return;
+        }
+    }
+    if (!c->preauth) {
+        c->preauth = session_new(c->w, c->conn->id, "", c->host, "");
+        c->preauth->preauth = true;
+        c->preauth->c2s = c;
+    }
+    dispatch_preauth(c->preauth, st);
+}
+
 static void c2s_process(struct c2s *c, struct stanza *st)
 {
     const char *ns = st->el->ns, *name = st->el->name;
@@ -982,6 +1025,10 @@ static void c2s_process(struct c2s *c, struct stanza *st)
         } else if (strcmp(ns, NS_SASL) == 0 && strcmp(name, "abort") == 0) {
             c2s_reset_sasl(c);
             sasl_failure_now(c, "aborted", NULL);
+        } else if (is_client_stanza(st) && st->kind == STANZA_IQ && st->type &&
+                   (strcmp(st->type, "get") == 0 || strcmp(st->type, "set") == 0)) {
+            c2s_preauth_iq(c, st);
+            return;
         } else if (is_client_stanza(st)) {
             c2s_stream_error(c, STRERR_NOT_AUTHORIZED, "authenticate first");
         } else {

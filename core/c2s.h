@@ -27,6 +27,9 @@ void c2s_hold(struct c2s *c);
 void c2s_release(struct c2s *c);
 /* Monotonic ms of the last input from the client. */
 uint64_t c2s_last_input(const struct c2s *c);
+/* The client's IP address as text; whether the stream is encrypted. */
+const char *c2s_peer(const struct c2s *c);
+bool c2s_secure(const struct c2s *c);
 /* Ends every stream of worker w with <system-shutdown/> (runs on w). */
 void c2s_shutdown_worker(struct worker *w);
 

@@ -140,7 +140,7 @@ void dispatch_remove_module_hooks(struct sd_module *m)
 
 /* ---- contexts ---- */
 
-enum stage { ST_FILTER_IN, ST_IQ, ST_PRE, ST_ROUTE, ST_CORE, ST_UNDELIVERABLE, ST_END };
+enum stage { ST_FILTER_IN, ST_IQ, ST_PRE, ST_ROUTE, ST_CORE, ST_UNDELIVERABLE, ST_END, ST_INBOUND };
 
 struct sd_hctx {
     struct stanza *st;
@@ -153,6 +153,7 @@ struct sd_hctx {
     void (*dflt)(struct stanza *st); /* after the undeliverable handlers */
     struct sd_pending *pending;      /* set by sd_hctx_defer */
     struct sd_event *ev;
+    bool preauth; /* an iq before authentication: sess is the stream's stand-in (c2s.c) */
 };
 
 struct sd_pending {
@@ -221,6 +222,8 @@ static bool hook_applies(const struct hook *k, const struct sd_hctx *h)
         unsigned t = type_is(st, "get") ? SD_IQ_GET : type_is(st, "set") ? SD_IQ_SET : 0;
         if (!(k->iq_types & t))
             return false;
+        if (!k->xmlns)
+            return true; /* any payload (ABI 1.1) */
         struct xml_el *payload = xml_el_child(st->el, NULL, NULL);
         if (!payload || strcmp(payload->ns, k->xmlns) != 0)
             return false;
@@ -302,6 +305,14 @@ static void pending_resume(struct sd_pending *p)
 static void run(struct sd_hctx *h)
 {
     for (;;) {
+        if (h->stage == ST_CORE && h->preauth) {
+            /* RFC 6120 §6.4.6 / §7.1: before authentication, what no module took is refused. */
+            struct c2s *c = stream_of(h->sess);
+            if (c)
+                c2s_stream_error(c, STRERR_NOT_AUTHORIZED, "authenticate first");
+            stanza_free(&h->st);
+            return;
+        }
         if (h->stage == ST_CORE) {
             router_from_session_core(h->sess, h->st);
             h->st = NULL;
@@ -363,6 +374,39 @@ void dispatch_from_session(struct session *s, struct stanza *st)
     struct sd_hctx h = {.st = st, .sess = s, .stage = ST_FILTER_IN};
     classify(&h, s);
     run(&h);
+}
+
+void dispatch_preauth(struct session *stand_in, struct stanza *st)
+{
+    struct sd_hctx h = {.st = st,
+                        .sess = stand_in,
+                        .host = stand_in->host,
+                        .to_type = SD_TO_PREAUTH,
+                        .stage = ST_IQ,
+                        .preauth = true};
+    h.host_idx = host_index(h.host);
+    run(&h);
+}
+
+bool dispatch_inbound(struct stanza *st)
+{
+    const struct table *t = &tables[TABLE_INBOUND];
+    if (t->n == 0)
+        return false;
+    unsigned kind = 1u << (unsigned)st->kind;
+    struct sd_hctx h = {.st = st, .host = st->to->domain, .stage = ST_INBOUND};
+    h.to_type = st->to->resource ? SD_TO_FULL : SD_TO_BARE;
+    h.host_idx = host_index(h.host);
+    for (size_t i = 0; i < t->n; i++) {
+        const struct hook *k = &t->v[i];
+        if (!(k->to_types & kind) || !module_on(k->m, h.host_idx))
+            continue;
+        if (k->fn(&h, (sd_stanza *)st, k->ud) == SD_DONE) {
+            stanza_free(&st);
+            return true;
+        }
+    }
+    return false;
 }
 
 void dispatch_undeliverable(struct stanza *st, void (*dflt)(struct stanza *st))
@@ -437,6 +481,13 @@ void dispatch_session_closed(struct session *s)
 {
     struct sd_event ev = {.type = SD_EV_SESSION_CLOSED, .sess = s, .jid = s->full};
     raise_event(&ev, s->host, s);
+}
+
+void dispatch_account_event(sd_event_type type, const char *host, const char *bare,
+                            struct stanza *holder, struct xml_el *el)
+{
+    struct sd_event ev = {.type = type, .jid = bare, .st = holder, .el = el};
+    raise_event(&ev, host, NULL);
 }
 
 void dispatch_stream_features(struct stanza *holder, struct xml_el *el, const char *host,
@@ -520,8 +571,10 @@ static int to_table(sd_phase phase, bool message)
 int sd_hook_iq(sd_module *m, unsigned to_types, unsigned iq_types, const char *xmlns,
                const char *element, int priority, sd_stanza_fn fn, void *ud)
 {
-    if (!xmlns || !*xmlns || !iq_types || !to_types) {
-        log_error(0, "[%s] sd_hook_iq: a namespace, iq types and destination types are needed",
+    if ((xmlns && !*xmlns) || !iq_types || !to_types) {
+        log_error(0,
+                  "[%s] sd_hook_iq: iq types and destination types are needed (and a "
+                  "namespace, if any, is not empty)",
                   m ? m->name : "?");
         return -1;
     }
@@ -541,6 +594,15 @@ int sd_hook_presence(sd_module *m, unsigned to_types, sd_phase phase, int priori
 {
     return dispatch_add_stanza_hook(m, to_table(phase, false), to_types, 0, NULL, NULL, priority,
                                     fn, ud);
+}
+
+int sd_hook_inbound(sd_module *m, unsigned kinds, int priority, sd_stanza_fn fn, void *ud)
+{
+    if (!(kinds & (SD_KIND_MESSAGE | SD_KIND_PRESENCE | SD_KIND_IQ))) {
+        log_error(0, "[%s] sd_hook_inbound: no stanza kind given", m ? m->name : "?");
+        return -1;
+    }
+    return dispatch_add_stanza_hook(m, TABLE_INBOUND, kinds, 0, NULL, NULL, priority, fn, ud);
 }
 
 int sd_hook_filter(sd_module *m, unsigned which, int priority, sd_stanza_fn fn, void *ud)
@@ -565,7 +627,19 @@ const char *sd_hctx_host(const sd_hctx *h)
 
 sd_session *sd_hctx_session(const sd_hctx *h)
 {
-    return (sd_session *)h->sess;
+    return h->preauth ? NULL : (sd_session *)h->sess;
+}
+
+const char *sd_hctx_peer(const sd_hctx *h)
+{
+    struct c2s *c = stream_of(h->sess);
+    return c ? c2s_peer(c) : NULL;
+}
+
+int sd_hctx_secure(const sd_hctx *h)
+{
+    struct c2s *c = stream_of(h->sess);
+    return c && c2s_secure(c);
 }
 
 void *sd_hctx_alloc(sd_hctx *h, size_t n)
@@ -587,6 +661,15 @@ static void reply_address(const struct stanza *req, struct stanza *reply, const 
 static void send_reply(struct session *origin, const struct stanza *req, const char *host,
                        struct stanza *reply)
 {
+    if (origin && origin->preauth) {
+        /* Before authentication the client has no address: straight back on its stream. */
+        struct c2s *c = stream_of(origin);
+        if (c)
+            c2s_send(c, reply);
+        else
+            stanza_free(&reply);
+        return;
+    }
     reply_address(req, reply, host);
     if (origin && reply->to_str && strcmp(reply->to_str, origin->full) == 0) {
         /* To the client that asked: never to a newer session that took its resource. */
@@ -632,7 +715,7 @@ sd_verdict sd_reply_result(sd_hctx *h, sd_stanza *st)
 
 sd_pending *sd_hctx_defer(sd_hctx *h)
 {
-    if (!h->st || h->pending || h->ev)
+    if (!h->st || h->pending || h->ev || h->stage == ST_INBOUND)
         return NULL;
     struct sd_pending *p = xcalloc(1, sizeof *p);
     p->h = *h;
@@ -656,7 +739,7 @@ sd_stanza *sd_pending_stanza(sd_pending *p)
 sd_session *sd_pending_session(sd_pending *p)
 {
     struct session *s = p->h.sess;
-    return s && !atomic_load(&s->closed) ? (sd_session *)s : NULL;
+    return s && !s->preauth && !atomic_load(&s->closed) ? (sd_session *)s : NULL;
 }
 
 /* Common end of reply/error/done: now, or when the deferring handler returns. */

@@ -22,6 +22,12 @@ struct sd_module;
 void dispatch_from_session(struct session *s, struct stanza *st);
 /* Writes st to s's client after the SD_FILTER_OUT filters; on s's worker; consumes st. */
 void dispatch_to_session(struct session *s, struct stanza *st);
+/* An iq get/set before authentication, from the stream whose stand-in session (not in the
+ * directory; preauth set) is given: the SD_TO_PREAUTH handlers, else <not-authorized/>. */
+void dispatch_preauth(struct session *stand_in, struct stanza *st);
+/* The inbound handlers for a stanza to a local account ('to' parsed). True when one took it
+ * (consumed); false: route it on. */
+bool dispatch_inbound(struct stanza *st);
 /* A message or presence no session could take: SD_UNDELIVERABLE handlers, then dflt(st). */
 void dispatch_undeliverable(struct stanza *st, void (*dflt)(struct stanza *st));
 /* An iq result/error addressed to the server or an account: the answer to an sd_send_iq?
@@ -31,6 +37,10 @@ bool dispatch_iq_response(struct stanza *st);
 /* Session events (on the session's worker). */
 void dispatch_session_bound(struct session *s);
 void dispatch_session_closed(struct session *s);
+/* SD_EV_ACCOUNT_CREATED / SD_EV_ACCOUNT_DELETED for bare@host, on the calling worker; holder
+ * and el (may be NULL) are what the creator passed along (sd_account_create's info). */
+void dispatch_account_event(sd_event_type type, const char *host, const char *bare,
+                            struct stanza *holder, struct xml_el *el);
 /* Lets modules add stream features to el (an element of holder) for a stream of host. */
 void dispatch_stream_features(struct stanza *holder, struct xml_el *el, const char *host,
                               bool authenticated);
@@ -60,6 +70,7 @@ enum {
     TABLE_PRESENCE_UNDELIVERABLE,
     TABLE_FILTER_IN,
     TABLE_FILTER_OUT,
+    TABLE_INBOUND,
     TABLE_COUNT
 };
 

@@ -11,6 +11,9 @@
  * <service-unavailable/>; a message no available resource can take gets <service-unavailable/>
  * too (RFC 6121 §8.5.2.2 — an offline store is a module); a stanza to a domain we do not serve
  * gets <remote-server-not-found/> (no federation yet). Errors are never answered with errors.
+ *
+ * Every stanza routed to a local account passes the modules' inbound handlers once, here at the
+ * entry (never again on the fallbacks below, such as a full JID that falls back to the bare).
  */
 #include "router.h"
 
@@ -251,9 +254,14 @@ void router_route(struct stanza *st)
             router_bounce(st, SERR_REMOTE_SERVER_NOT_FOUND, "this server does not federate yet");
         return;
     }
-    if (!st->to->local)
+    if (!st->to->local) {
         route_host(st);
-    else if (st->to->resource)
+        return;
+    }
+    /* The recipient's side first: modules that guard accounts (blocking, subscriptions). */
+    if (dispatch_inbound(st))
+        return;
+    if (st->to->resource)
         route_full(st);
     else
         route_bare(st);

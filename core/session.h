@@ -33,6 +33,7 @@ struct session {
     int priority;
     bool available; /* has sent initial presence and not gone unavailable */
     atomic_bool closed;
+    bool preauth; /* a stream's stand-in before authentication: never in the directory */
 
     /* Worker-local (only touched on w). */
     struct c2s *c2s; /* NULL once the stream is gone */

@@ -11,6 +11,11 @@
  *      sessions, or <service-unavailable/> for an unhandled iq. A message or presence the core
  *      cannot deliver goes to the SD_UNDELIVERABLE handlers before the core's default (an
  *      error, or nothing, as the RFCs say).
+ * Every stanza on its way to a local account — from a client of ours, from a module (sd_route),
+ * from the core itself — first goes through the inbound handlers (sd_hook_inbound, ABI 1.1):
+ * the recipient's side of the exchange (blocking, subscription state, probes).
+ * Before a client has authenticated, only its iq get/set reach modules, and only the handlers
+ * registered for SD_TO_PREAUTH (in-band registration, ABI 1.1).
  * Every stanza written to a session first goes through the SD_FILTER_OUT filters, on the
  * recipient's worker.
  *
@@ -64,6 +69,12 @@ enum {
     SD_TO_BARE = 1 << 1, /* to="user@example.com", another account than the sender's */
     SD_TO_FULL = 1 << 2, /* to="user@example.com/res" */
     SD_TO_SELF = 1 << 3, /* no 'to', or the sender's own bare JID */
+    /* ABI 1.1: an iq get/set sent before the stream authenticated (XEP-0077 registration),
+     * addressed to nothing or to the stream's host. Only handlers that name this type see it;
+     * sd_hctx_session() is NULL, sd_hctx_host() the stream's host, and replies (sd_reply*,
+     * sd_pending_*) go back on the stream while it lasts. An iq no handler takes, and every
+     * other stanza before authentication, ends the stream with <not-authorized/>. */
+    SD_TO_PREAUTH = 1 << 4,
 };
 /* iq types (bit flags). */
 enum { SD_IQ_GET = 1 << 0, SD_IQ_SET = 1 << 1 };
@@ -72,9 +83,10 @@ typedef enum sd_phase { SD_PRE = 0, SD_ROUTE = 1, SD_UNDELIVERABLE = 2 } sd_phas
 enum { SD_FILTER_IN = 1 << 0, SD_FILTER_OUT = 1 << 1 };
 
 /*
- * iq get/set whose payload is <element xmlns='xmlns'> (element NULL: any element of xmlns), to
- * the destination types given. The handler answers (sd_reply*) and returns SD_DONE, or passes.
- * Register in load() only. Returns 0, or -1 with a log line (bad arguments).
+ * iq get/set whose payload is <element xmlns='xmlns'> (element NULL: any element of xmlns; since
+ * ABI 1.1 xmlns NULL: any payload at all), to the destination types given. The handler answers
+ * (sd_reply*) and returns SD_DONE, or passes. Register in load() only. Returns 0, or -1 with a log
+ * line (bad arguments).
  */
 SD_API int sd_hook_iq(sd_module *m, unsigned to_types, unsigned iq_types, const char *xmlns,
                       const char *element, int priority, sd_stanza_fn fn, void *ud);
@@ -88,6 +100,26 @@ SD_API int sd_hook_presence(sd_module *m, unsigned to_types, sd_phase phase, int
  * may defer (SD_LATER); an SD_FILTER_OUT filter that returns SD_LATER is treated as SD_PASS. */
 SD_API int sd_hook_filter(sd_module *m, unsigned which, int priority, sd_stanza_fn fn, void *ud);
 
+/* Stanza kinds as bit flags, for sd_hook_inbound (ABI 1.1). */
+enum {
+    SD_KIND_MESSAGE = 1 << SD_MESSAGE,
+    SD_KIND_PRESENCE = 1 << SD_PRESENCE,
+    SD_KIND_IQ = 1 << SD_IQ,
+};
+/*
+ * ABI 1.1. Inbound handlers: every stanza of the given kinds on its way to a local account (to
+ * its bare JID or to one of its resources), whoever sent it — a client (after the sender's own
+ * handlers and the core's outbound rules), a module through sd_route, the core (errors,
+ * unavailable presence at logout), later a remote server. They run on the worker routing the
+ * stanza, before the core looks for the recipient's sessions; sd_hctx_session() is NULL,
+ * sd_hctx_host() is the recipient's host; read the sender and the recipient from the stanza.
+ * SD_PASS lets the stanza go on; SD_DONE takes it (send whatever is due: sd_reply_error answers
+ * the sender, sd_route sends anything else). They cannot defer (SD_LATER counts as SD_PASS):
+ * copy the stanza (sd_stanza_copy) and post it to the worker that owns the state instead. Keep
+ * them cheap: every message between two online users passes through them.
+ */
+SD_API int sd_hook_inbound(sd_module *m, unsigned kinds, int priority, sd_stanza_fn fn, void *ud);
+
 /* ---- the handler context ---- */
 
 /* The virtual host the stanza is for (its 'to' domain when that is ours, else the sender's). */
@@ -95,6 +127,11 @@ SD_API const char *sd_hctx_host(const sd_hctx *h);
 /* The session that sent the stanza (IN, iq, PRE, ROUTE) or receives it (OUT); NULL when the
  * server generated it. Borrowed for the call. */
 SD_API sd_session *sd_hctx_session(const sd_hctx *h);
+/* ABI 1.1. The IP address (text, no port) of the client the stanza came from — the session's
+ * or, for SD_TO_PREAUTH, the stream's — or NULL when the server generated it. */
+SD_API const char *sd_hctx_peer(const sd_hctx *h);
+/* ABI 1.1. 1 when that client's stream is encrypted (TLS), else 0 (also when there is none). */
+SD_API int sd_hctx_secure(const sd_hctx *h);
 /* Scratch memory freed when this dispatch ends. */
 SD_API void *sd_hctx_alloc(sd_hctx *h, size_t n);
 /* Sends reply to the sender of the stanza being handled; consumes *reply. Its to/from should
@@ -178,8 +215,12 @@ SD_API void *sd_session_get_data(const sd_session *s, const sd_module *m);
 typedef enum sd_event_type {
     SD_EV_SESSION_BOUND = 1,   /* a resource was bound: sd_event_session */
     SD_EV_SESSION_CLOSED = 2,  /* a session ended (before its data is freed): sd_event_session */
-    SD_EV_ACCOUNT_CREATED = 3, /* sd_event_jid: the bare JID */
-    SD_EV_ACCOUNT_DELETED = 4, /* sd_event_jid: delete what the module keeps for the account */
+    SD_EV_ACCOUNT_CREATED = 3, /* sd_event_jid: the bare JID; sd_event_el: what the creator
+                                * passed to sd_account_create (a registration form), or NULL */
+    SD_EV_ACCOUNT_DELETED = 4, /* sd_event_jid: the bare JID. Rows in tables that reference
+                                * accounts(id) ON DELETE CASCADE are already gone, in the
+                                * transaction that deleted the account; drop what is in memory
+                                * and tell others (contacts) what is due. See accounts.h. */
     SD_EV_STREAM_FEATURES = 5, /* features being offered: add children to sd_event_el */
     SD_EV_DISCO_INFO = 6,      /* disco#info being answered (raised by the disco module with
                                 * sd_disco_info_extend): add to sd_event_el (the <query/>);
@@ -189,8 +230,7 @@ typedef enum sd_event_type {
 typedef struct sd_event sd_event;
 typedef void (*sd_event_fn)(sd_hctx *h, sd_event *ev, void *ud);
 
-SD_API int sd_hook_event(sd_module *m, sd_event_type type, int priority, sd_event_fn fn,
-                         void *ud);
+SD_API int sd_hook_event(sd_module *m, sd_event_type type, int priority, sd_event_fn fn, void *ud);
 SD_API sd_event_type sd_event_kind(const sd_event *ev);
 SD_API sd_session *sd_event_session(const sd_event *ev); /* NULL when not about a session */
 SD_API const char *sd_event_jid(const sd_event *ev);     /* NULL when not about a JID */

@@ -6,6 +6,7 @@
 #ifndef STANZAD_STANZAD_H
 #define STANZAD_STANZAD_H
 
+#include "accounts.h"
 #include "db.h"
 #include "disco.h"
 #include "export.h"

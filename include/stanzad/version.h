@@ -17,6 +17,6 @@
  * and minor >= n. See ABI.md for what changes bump which number.
  */
 #define SD_ABI_MAJOR 1
-#define SD_ABI_MINOR 0
+#define SD_ABI_MINOR 1
 
 #endif

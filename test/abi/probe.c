@@ -14,8 +14,16 @@
 
 #include <stanzad/stanzad.h>
 
-SD_API void sd_abi_probe_module(const sd_module_desc *desc, const sd_setting *setting,
-                                const sd_migration *migration);
+SD_API /* ABI 1.1 */
+    SD_API void
+    sd_abi_probe_accounts(sd_account_status status, sd_account_fn fn);
+
+void sd_abi_probe_accounts(sd_account_status status, sd_account_fn fn)
+{
+}
+
+void sd_abi_probe_module(const sd_module_desc *desc, const sd_setting *setting,
+                         const sd_migration *migration);
 SD_API void sd_abi_probe_enums(sd_setting_type setting_type, sd_verdict verdict, sd_phase phase,
                                sd_event_type event_type, sd_stream_error stream_error, sd_kind kind,
                                sd_error error, sd_db_status db_status, sd_log_level log_level);
@@ -56,3 +64,7 @@ _Static_assert(SD_TO_HOST == 1 && SD_TO_BARE == 2 && SD_TO_FULL == 4 && SD_TO_SE
 _Static_assert(SD_IQ_GET == 1 && SD_IQ_SET == 2, "iq types");
 _Static_assert(SD_FILTER_IN == 1 && SD_FILTER_OUT == 2, "filters");
 _Static_assert(SD_DISCO_SERVER == 1 && SD_DISCO_ACCOUNT == 2, "disco registry");
+
+/* ABI 1.1 */
+_Static_assert(SD_TO_PREAUTH == 16, "destination types");
+_Static_assert(SD_KIND_MESSAGE == 1 && SD_KIND_PRESENCE == 2 && SD_KIND_IQ == 4, "stanza kinds");

@@ -362,5 +362,160 @@ class PerHost(HookCase):
         self.assertIsNone(h(m, 'filtered-out'), to_str(m))
 
 
+class Inbound(HookCase):
+    """ABI 1.1: inbound handlers see every stanza on its way to an account, once."""
+    config = {'modules': ['test_hooks']}
+
+    @async_test
+    async def test_inbound_handler_refuses_with_an_error_to_the_sender(self):
+        alice = await self.raw_login(ALICE, resource='a')
+        bob = await self.raw_login(BOB, resource='b', presence=True)
+        await alice.send("<message type='chat' id='r1' to='%s'><body>inbound-refuse</body>"
+                         "</message>" % BOB)
+        err = await alice.wait_for(lambda e: tag_is(e, 'message') and e.get('id') == 'r1')
+        self.assertEqual(err.get('type'), 'error', to_str(err))
+        self.assertEqual(stanza_error(err)[1], 'not-acceptable', to_str(err))
+        self.assertIn('refused inbound', to_str(err))
+        self.assertEqual(err.get('from'), BOB, to_str(err))
+        await self.barrier(alice, bob, 'after-refuse')
+        got = [e for e in await bob.collect(0.2) if body_of(e) == 'inbound-refuse']
+        self.assertEqual(got, [])
+
+    @async_test
+    async def test_inbound_runs_once_for_full_bare_and_fallback(self):
+        alice = await self.raw_login(ALICE, resource='a')
+        bob = await self.raw_login(BOB, resource='b', presence=True)
+        for to, want in ((BOB + '/b', 'full'), (BOB, 'bare'), (BOB + '/gone', 'full')):
+            await alice.send_message(to, 'inbound-tag')
+            m = await bob.wait_for(lambda e: body_of(e) == 'inbound-tag', what=to)
+            marks = m.findall('{%s}inbound' % NS)
+            # a full JID that is not there falls back to the bare JID without a second pass
+            self.assertEqual(len(marks), 1, to_str(m))
+            self.assertEqual(marks[0].get('to-type'), want, to_str(m))
+            self.assertEqual(marks[0].get('session'), '0', to_str(m))
+            self.assertEqual(marks[0].get('deferrable'), '0', to_str(m))
+            self.assertEqual(marks[0].get('host'), 'localhost', to_str(m))
+
+    @async_test
+    async def test_inbound_sees_messages_to_oneself(self):
+        alice = await self.raw_login(ALICE, resource='a', presence=True)
+        await alice.send("<message type='chat'><body>inbound-tag</body></message>")
+        m = await alice.wait_for(lambda e: body_of(e) == 'inbound-tag')
+        self.assertEqual(len(m.findall('{%s}inbound' % NS)), 1, to_str(m))
+
+    @async_test
+    async def test_inbound_drops_presence(self):
+        alice = await self.raw_login(ALICE, resource='a')
+        bob = await self.raw_login(BOB, resource='b', presence=True)
+        await alice.send("<presence to='%s'><status>inbound-drop</status></presence>" % BOB)
+        await alice.send("<presence to='%s'><status>kept</status></presence>" % BOB)
+        kept = await bob.wait_for(lambda e: tag_is(e, 'presence') and
+                                  e.findtext('{jabber:client}status') == 'kept')
+        self.assertEqual(kept.get('from'), ALICE + '/a')
+        got = [e for e in await bob.collect(0.2)
+               if e.findtext('{jabber:client}status') == 'inbound-drop']
+        self.assertEqual(got, [])
+
+    @async_test
+    async def test_inbound_answers_an_iq_for_the_account(self):
+        alice = await self.raw_login(ALICE, resource='a')
+        bob = await self.raw_login(BOB, resource='b')
+        r = await alice.iq('get', "<inbound-answer xmlns='%s'/>" % NS, to=BOB + '/b')
+        self.assertEqual(r.get('type'), 'result', to_str(r))
+        self.assertIsNotNone(h(r, 'answered-inbound'), to_str(r))
+        self.assertEqual(r.get('from'), BOB + '/b', to_str(r))
+        await self.barrier(alice, bob, 'after-iq')
+        self.assertEqual([e for e in await bob.collect(0.2) if tag_is(e, 'iq')], [])
+
+
+class PreAuth(HookCase):
+    """ABI 1.1: iq before authentication (SD_TO_PREAUTH), client address, any-payload iq."""
+    config = {'modules': ['test_hooks']}
+
+    async def plain_stream(self, tls=True):
+        c = self.raw()
+        await c.connect()
+        await c.open_stream('localhost')
+        if tls:
+            await c.starttls()
+            await c.open_stream('localhost')
+        return c
+
+    @async_test
+    async def test_preauth_iq_is_answered_on_the_stream(self):
+        for tls in (True, False):
+            c = await self.plain_stream(tls)
+            r = await c.iq('get', "<preauth xmlns='%s'/>" % NS)
+            self.assertEqual(r.get('type'), 'result', to_str(r))
+            p = h(r, 'preauth')
+            self.assertEqual(p.get('peer'), '127.0.0.1', to_str(r))
+            self.assertEqual(p.get('secure'), '1' if tls else '0', to_str(r))
+            self.assertEqual(p.get('session'), '0', to_str(r))
+            self.assertEqual(p.get('host'), 'localhost', to_str(r))
+            self.assertIsNone(r.get('to'), to_str(r))  # the client has no address yet
+            # addressed to the host itself is the same thing
+            r = await c.iq('get', "<preauth xmlns='%s'/>" % NS, to='localhost')
+            self.assertEqual(r.get('type'), 'result', to_str(r))
+
+    @async_test
+    async def test_deferred_preauth_iq_keeps_order_then_login_works(self):
+        c = await self.plain_stream()
+        await c.send("<iq type='set' id='l1'><preauth-later xmlns='%s'/></iq>"
+                     "<iq type='get' id='l2'><preauth xmlns='%s'/></iq>" % (NS, NS))
+        first = await c.wait_for(lambda e: tag_is(e, 'iq'))
+        second = await c.wait_for(lambda e: tag_is(e, 'iq'))
+        self.assertEqual([first.get('id'), second.get('id')], ['l1', 'l2'])
+        self.assertEqual(first.get('type'), 'result', to_str(first))
+        self.assertEqual(h(first, 'preauth-later').get('session'), '0', to_str(first))
+        # the same stream then logs in as usual
+        el = await c.authenticate('alice', USERS[ALICE])
+        self.assertTrue(tag_is(el, 'success', 'urn:ietf:params:xml:ns:xmpp-sasl'), to_str(el))
+        await c.open_stream('localhost')
+        await c.bind('r')
+        self.assertEqual(await self.worker_of(c) >= 0, True)
+
+    @async_test
+    async def test_preauth_iq_nobody_takes_is_not_authorized(self):
+        c = await self.plain_stream()
+        await c.send("<iq type='get' id='u1'><query xmlns='urn:example:nothing'/></iq>")
+        await c.expect_stream_error('not-authorized')
+
+    @async_test
+    async def test_preauth_iq_to_an_account_is_not_authorized(self):
+        c = await self.plain_stream()
+        await c.send("<iq type='get' id='u2' to='%s'><preauth xmlns='%s'/></iq>" % (BOB, NS))
+        await c.expect_stream_error('not-authorized')
+
+    @async_test
+    async def test_preauth_message_is_not_authorized(self):
+        c = await self.plain_stream()
+        await c.send("<message to='%s'><body>hi</body></message>" % BOB)
+        await c.expect_stream_error('not-authorized')
+
+    @async_test
+    async def test_preauth_handlers_do_not_see_logged_in_iqs(self):
+        alice = await self.raw_login(ALICE, resource='a')
+        r = await alice.iq('get', "<preauth xmlns='%s'/>" % NS)
+        self.assertEqual(r.get('type'), 'error', to_str(r))
+        self.assertEqual(stanza_error(r)[1], 'service-unavailable', to_str(r))
+
+    @async_test
+    async def test_session_peer_and_secure(self):
+        alice = await self.raw_login(ALICE, resource='a')
+        r = await alice.iq('get', "<whoami xmlns='%s'/>" % NS, to='localhost')
+        w = h(r, 'whoami')
+        self.assertEqual(w.get('peer'), '127.0.0.1', to_str(r))
+        self.assertEqual(w.get('secure'), '1', to_str(r))
+
+    @async_test
+    async def test_iq_hook_for_any_payload(self):
+        alice = await self.raw_login(ALICE, resource='a')
+        r = await alice.iq('get', "<whatever xmlns='urn:stanzad:test:any'/>")
+        self.assertEqual(r.get('type'), 'result', to_str(r))
+        self.assertEqual(h(r, 'any').get('element'), 'whatever', to_str(r))
+        r = await alice.iq('get', "<query xmlns='urn:example:unhandled'/>")
+        self.assertEqual(stanza_error(r)[1], 'service-unavailable', to_str(r))
+
+
 if __name__ == '__main__':
     main()

@@ -22,6 +22,16 @@
  *     "where-are-you" is answered with a presence from the host, status "undeliverable: TO".
  *   - filters: a stanza with <mark/> gets <filtered-in worker='N'/> on the way in and
  *     <filtered-out worker='N'/> on the way out; <drop-in/> and <drop-out/> drop it there.
+ *   - inbound handlers (ABI 1.1), on every stanza on its way to an account: a message with body
+ *     "inbound-refuse" is refused with <not-acceptable/> (text "refused inbound"); one with
+ *     body "inbound-tag" gets <inbound to-type='bare|full' session='0|1'/> and goes on;
+ *     presence with status "inbound-drop" is dropped; an iq <inbound-answer/> to any resource
+ *     is answered by the module, whoever the resource is.
+ *   - iq before authentication (SD_TO_PREAUTH, ABI 1.1): <preauth/> get is answered with the
+ *     client's address and whether TLS is on; <preauth-later/> set is deferred and answered
+ *     from a post on the same worker; other pre-authentication iqs pass (→ <not-authorized/>).
+ *   - iq with any payload to oneself (xmlns NULL, ABI 1.1): payload namespace
+ *     urn:stanzad:test:any is answered with <any element='NAME'/>; anything else passes.
  *   - events: sessions bound and closed are counted; stream features get <test-feature/>;
  *     disco#info of the server gets two XEP-0128 forms (unsorted fields and values, to test
  *     the entity-capabilities hash), that of an account a feature.
@@ -96,6 +106,94 @@ static sd_verdict th_whoami(sd_hctx *h, sd_stanza *st, void *ud)
     if (s != NULL)
         sd_el_set_attr(reply, w, "jid", sd_session_full(s));
     sd_el_set_attr(reply, w, "host", sd_hctx_host(h));
+    const char *peer = sd_hctx_peer(h);
+    if (peer != NULL)
+        sd_el_set_attr(reply, w, "peer", peer);
+    set_int_attr(reply, w, "secure", sd_hctx_secure(h));
+    sd_reply(h, &reply);
+    return SD_DONE;
+}
+
+/* ---- ABI 1.1: inbound handlers, iq before authentication, any payload ---- */
+
+static sd_verdict in_message(sd_hctx *h, sd_stanza *st, void *ud)
+{
+    const char *body = sd_el_child_text(st, sd_stanza_el(st), NULL, "body");
+    const char *type = sd_stanza_type(st);
+    if (type && strcmp(type, "error") == 0)
+        return SD_PASS; /* the error we sent carries the body back */
+    if (body && strcmp(body, "inbound-refuse") == 0)
+        return sd_reply_error(h, st, SD_ERR_NOT_ACCEPTABLE, "refused inbound");
+    if (body && strcmp(body, "inbound-tag") == 0) {
+        sd_el *mark = sd_el_add(st, sd_stanza_el(st), NS, "inbound");
+        sd_el_set_attr(st, mark, "to-type", sd_jid_resource(sd_stanza_to(st)) ? "full" : "bare");
+        set_int_attr(st, mark, "session", sd_hctx_session(h) != NULL);
+        sd_el_set_attr(st, mark, "host", sd_hctx_host(h));
+        /* An inbound handler cannot defer: the core says no. */
+        set_int_attr(st, mark, "deferrable", sd_hctx_defer(h) != NULL);
+    }
+    return SD_PASS;
+}
+
+static sd_verdict in_presence(sd_hctx *h, sd_stanza *st, void *ud)
+{
+    const char *status = sd_el_child_text(st, sd_stanza_el(st), NULL, "status");
+    return status && strcmp(status, "inbound-drop") == 0 ? SD_DONE : SD_PASS;
+}
+
+static sd_verdict in_iq(sd_hctx *h, sd_stanza *st, void *ud)
+{
+    sd_el *p = sd_stanza_payload(st);
+    if (!p || strcmp(sd_el_ns(p), NS) != 0 || strcmp(sd_el_name(p), "inbound-answer") != 0)
+        return SD_PASS;
+    const char *t = sd_stanza_type(st);
+    if (!t || (strcmp(t, "get") != 0 && strcmp(t, "set") != 0))
+        return SD_PASS;
+    sd_stanza *reply = sd_stanza_result(st);
+    sd_el_add(reply, sd_stanza_el(reply), NS, "answered-inbound");
+    sd_reply(h, &reply);
+    return SD_DONE;
+}
+
+static sd_verdict preauth_get(sd_hctx *h, sd_stanza *st, void *ud)
+{
+    sd_stanza *reply = sd_stanza_result(st);
+    sd_el *w = sd_el_add(reply, sd_stanza_el(reply), NS, "preauth");
+    const char *peer = sd_hctx_peer(h);
+    sd_el_set_attr(reply, w, "peer", peer ? peer : "");
+    set_int_attr(reply, w, "secure", sd_hctx_secure(h));
+    set_int_attr(reply, w, "session", sd_hctx_session(h) != NULL);
+    sd_el_set_attr(reply, w, "host", sd_hctx_host(h));
+    sd_reply(h, &reply);
+    return SD_DONE;
+}
+
+static void preauth_finish(void *ud)
+{
+    sd_pending *p = ud;
+    sd_stanza *reply = sd_stanza_result(sd_pending_stanza(p));
+    sd_el *w = sd_el_add(reply, sd_stanza_el(reply), NS, "preauth-later");
+    set_int_attr(reply, w, "session", sd_pending_session(p) != NULL);
+    sd_pending_reply(&p, &reply);
+}
+
+static sd_verdict preauth_later(sd_hctx *h, sd_stanza *st, void *ud)
+{
+    sd_pending *p = sd_hctx_defer(h);
+    if (!p)
+        return sd_reply_error(h, st, SD_ERR_INTERNAL_SERVER_ERROR, "could not defer");
+    sd_post(-1, preauth_finish, p);
+    return SD_LATER;
+}
+
+static sd_verdict any_payload(sd_hctx *h, sd_stanza *st, void *ud)
+{
+    sd_el *p = sd_stanza_payload(st);
+    if (!p || strcmp(sd_el_ns(p), "urn:stanzad:test:any") != 0)
+        return SD_PASS;
+    sd_stanza *reply = sd_stanza_result(st);
+    sd_el *a = sd_el_add(reply, sd_stanza_el(reply), NS, "any");
+    sd_el_set_attr(reply, a, "element", sd_el_name(p));
     sd_reply(h, &reply);
     return SD_DONE;
 }
@@ -382,6 +480,12 @@ static int th_load(sd_module *m, const char **error_r)
         sd_hook_presence(m, SD_TO_BARE | SD_TO_FULL, SD_UNDELIVERABLE, 0, pres_undeliverable, NULL);
     rc |= sd_hook_filter(m, SD_FILTER_IN, 0, filter_in, NULL);
     rc |= sd_hook_filter(m, SD_FILTER_OUT, 0, filter_out, NULL);
+    rc |= sd_hook_inbound(m, SD_KIND_MESSAGE, 0, in_message, NULL);
+    rc |= sd_hook_inbound(m, SD_KIND_PRESENCE, 0, in_presence, NULL);
+    rc |= sd_hook_inbound(m, SD_KIND_IQ, 0, in_iq, NULL);
+    rc |= sd_hook_iq(m, SD_TO_PREAUTH, SD_IQ_GET, NS, "preauth", 0, preauth_get, NULL);
+    rc |= sd_hook_iq(m, SD_TO_PREAUTH, SD_IQ_SET, NS, "preauth-later", 0, preauth_later, NULL);
+    rc |= sd_hook_iq(m, SD_TO_SELF, SD_IQ_GET | SD_IQ_SET, NULL, NULL, 0, any_payload, NULL);
     rc |= sd_hook_event(m, SD_EV_SESSION_BOUND, 0, ev_bound, NULL);
     rc |= sd_hook_event(m, SD_EV_SESSION_CLOSED, 0, ev_closed, NULL);
     rc |= sd_hook_event(m, SD_EV_STREAM_FEATURES, 0, ev_features, NULL);

@@ -1,6 +1,6 @@
 /*
- * mod_ldr_versioned — loader test: a module linked against a libstanzad with ABI 1.1 (the stub
- * of future_stub.c), so it needs symbol version STANZAD_1.1. Even a lazy dlopen fails on a
+ * mod_ldr_versioned — loader test: a module linked against a libstanzad of the next ABI minor
+ * (the stub of future_stub.c), so it needs a symbol version this core lacks. Even a lazy dlopen fails on a
  * missing version, so the descriptor cannot be read: the loader takes the ABI from the error.
  */
 #include <stanzad/stanzad.h>
