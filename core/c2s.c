@@ -508,7 +508,7 @@ static void c2s_send_features(struct c2s *c)
     struct arena *a = arena_new(0);
     struct xml_el *fe = xml_el_new(a, NS_STREAMS, "features");
     struct stanza *holder = stanza_wrap(a, fe);
-    dispatch_stream_features(holder, fe, c->host, c->authenticated);
+    dispatch_stream_features(holder, fe, c->host, c->authenticated, c);
     for (struct xml_node *n = fe->children; n; n = n->next)
         if (n->kind == XML_NODE_ELEMENT)
             xml_serialize(&b, (struct xml_el *)n, NS_CLIENT);

@@ -153,7 +153,8 @@ struct sd_hctx {
     void (*dflt)(struct stanza *st); /* after the undeliverable handlers */
     struct sd_pending *pending;      /* set by sd_hctx_defer */
     struct sd_event *ev;
-    bool preauth; /* an iq before authentication: sess is the stream's stand-in (c2s.c) */
+    bool preauth;       /* an iq before authentication: sess is the stream's stand-in (c2s.c) */
+    struct c2s *stream; /* SD_EV_STREAM_FEATURES: the stream offered them (peer, TLS state) */
 };
 
 struct sd_pending {
@@ -457,18 +458,24 @@ struct sd_event {
     struct xml_el *el;
 };
 
-static void raise_event(struct sd_event *ev, const char *host, struct session *s)
+static void raise_event_on(struct sd_event *ev, const char *host, struct session *s,
+                           struct c2s *stream)
 {
     const struct table *t = &event_tables[ev->type];
     if (t->n == 0)
         return;
-    struct sd_hctx h = {.sess = s, .host = host, .stage = ST_END, .ev = ev};
+    struct sd_hctx h = {.sess = s, .host = host, .stage = ST_END, .ev = ev, .stream = stream};
     h.host_idx = host_index(host);
     for (size_t i = 0; i < t->n; i++) {
         const struct hook *k = &t->v[i];
         if (module_on(k->m, h.host_idx))
             k->efn(&h, ev, k->ud);
     }
+}
+
+static void raise_event(struct sd_event *ev, const char *host, struct session *s)
+{
+    raise_event_on(ev, host, s, NULL);
 }
 
 void dispatch_session_bound(struct session *s)
@@ -491,14 +498,14 @@ void dispatch_account_event(sd_event_type type, const char *host, const char *ba
 }
 
 void dispatch_stream_features(struct stanza *holder, struct xml_el *el, const char *host,
-                              bool authenticated)
+                              bool authenticated, struct c2s *stream)
 {
     struct sd_event ev = {.type = SD_EV_STREAM_FEATURES,
                           .jid = host,
                           .authenticated = authenticated,
                           .st = holder,
                           .el = el};
-    raise_event(&ev, host, NULL);
+    raise_event_on(&ev, host, NULL, stream);
 }
 
 void sd_disco_info_extend(sd_hctx *h, sd_stanza *st, sd_el *query, const char *jid,
@@ -632,13 +639,13 @@ sd_session *sd_hctx_session(const sd_hctx *h)
 
 const char *sd_hctx_peer(const sd_hctx *h)
 {
-    struct c2s *c = stream_of(h->sess);
+    struct c2s *c = h->stream ? h->stream : stream_of(h->sess);
     return c ? c2s_peer(c) : NULL;
 }
 
 int sd_hctx_secure(const sd_hctx *h)
 {
-    struct c2s *c = stream_of(h->sess);
+    struct c2s *c = h->stream ? h->stream : stream_of(h->sess);
     return c && c2s_secure(c);
 }
 

@@ -14,6 +14,7 @@
 #include "stanza.h"
 #include "stanzad/hooks.h"
 
+struct c2s;
 struct session;
 struct worker;
 struct sd_module;
@@ -41,9 +42,10 @@ void dispatch_session_closed(struct session *s);
  * and el (may be NULL) are what the creator passed along (sd_account_create's info). */
 void dispatch_account_event(sd_event_type type, const char *host, const char *bare,
                             struct stanza *holder, struct xml_el *el);
-/* Lets modules add stream features to el (an element of holder) for a stream of host. */
+/* Lets modules add stream features to el (an element of holder) for a stream of host; stream
+ * is that stream (sd_hctx_peer / sd_hctx_secure of the event read it). */
 void dispatch_stream_features(struct stanza *holder, struct xml_el *el, const char *host,
-                              bool authenticated);
+                              bool authenticated, struct c2s *stream);
 
 /* Per-worker state (module slots, pending iq requests): start and stop hooks. */
 void dispatch_worker_init(struct worker *w);

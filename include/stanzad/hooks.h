@@ -128,7 +128,8 @@ SD_API const char *sd_hctx_host(const sd_hctx *h);
  * server generated it. Borrowed for the call. */
 SD_API sd_session *sd_hctx_session(const sd_hctx *h);
 /* ABI 1.1. The IP address (text, no port) of the client the stanza came from — the session's
- * or, for SD_TO_PREAUTH, the stream's — or NULL when the server generated it. */
+ * or, for SD_TO_PREAUTH, the stream's; in an SD_EV_STREAM_FEATURES handler, the stream being
+ * offered them — or NULL when the server generated it. */
 SD_API const char *sd_hctx_peer(const sd_hctx *h);
 /* ABI 1.1. 1 when that client's stream is encrypted (TLS), else 0 (also when there is none). */
 SD_API int sd_hctx_secure(const sd_hctx *h);
