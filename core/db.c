@@ -19,6 +19,9 @@
  * fails those older than db_timeout with DB_UNAVAILABLE. A query already sent when its
  * connection dies also fails with DB_UNAVAILABLE and is not resent: it may have run.
  *
+ * A listener (db_listen) is one more connection of one worker, outside the pool: once connected
+ * it sends LISTEN and then only reads notifications; it fails and reconnects the same way.
+ *
  * Callbacks of successful or refused queries run from the I/O callback that read the result.
  * Every failure the pool decides on itself (timeout, lost connection, shutdown) is delivered from
  * a worker_after callback instead, so a callback never runs inside db_query() and never under
@@ -550,6 +553,289 @@ static void conn_connect(struct db_conn *c)
     worker_timer_start(c->pool->w, &c->timer, CONNECT_TIMEOUT_MS);
 }
 
+/* ---- LISTEN connections ----
+ *
+ * A listener is one more connection of its worker, outside the pool: it sends "LISTEN channel"
+ * once connected and then only reads, handing each notification to its callback. It connects,
+ * fails and reconnects like a pool connection (same backoff, same timeout while connecting).
+ */
+
+#define MAX_LISTENERS 4
+
+enum listen_state {
+    DBL_DOWN,
+    DBL_CONNECTING,
+    DBL_SUBSCRIBING, /* LISTEN sent, its result not yet read */
+    DBL_LISTENING,
+};
+
+struct db_listener {
+    int worker;
+    char channel[64];
+    db_notify_fn fn;
+    void *ud;
+    struct worker *w; /* set when that worker starts */
+    PGconn *pg;
+    struct io io;
+    bool registered;
+    enum listen_state state;
+    struct timer timer;
+    unsigned backoff_ms;
+    bool failing;
+    bool closed;
+    bool listen_failed; /* the LISTEN command itself was refused */
+    char last_error[256];
+};
+
+static struct db_listener listeners[MAX_LISTENERS];
+static int n_listeners;
+
+static void lis_connect(struct db_listener *l);
+static void lis_on_io(struct io *io, uint32_t events);
+
+static int lis_watch_new(struct db_listener *l, uint32_t events)
+{
+    if (l->registered)
+        worker_io_del(l->w, &l->io);
+    l->registered = false;
+    int fd = PQsocket(l->pg);
+    if (fd < 0 || worker_io_add(l->w, &l->io, fd, events, lis_on_io, l) < 0)
+        return -1;
+    l->registered = true;
+    return 0;
+}
+
+static void lis_close(struct db_listener *l)
+{
+    if (l->registered)
+        worker_io_del(l->w, &l->io);
+    l->registered = false;
+    l->io.fd = -1;
+    if (l->w)
+        worker_timer_stop(l->w, &l->timer);
+    if (l->pg)
+        PQfinish(l->pg);
+    l->pg = NULL;
+    l->state = DBL_DOWN;
+}
+
+static void lis_retry(struct db_listener *l, const char *why)
+{
+    db_clean_message(dbc.conninfo, why && *why ? why : "connection lost", l->last_error,
+                     sizeof l->last_error);
+    l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (l->backoff_ms > BACKOFF_MAX_MS)
+        l->backoff_ms = BACKOFF_MAX_MS;
+    if (!l->failing)
+        log_warn(0,
+                 "database listener on %s (%s): %s; retrying (notifications sent meanwhile "
+                 "are lost)",
+                 l->channel, dbc.where, l->last_error);
+    else
+        log_debug(0, "database listener on %s: %s; next attempt in %u ms", l->channel,
+                  l->last_error, l->backoff_ms);
+    l->failing = true;
+    lis_close(l);
+    if (!l->closed)
+        worker_timer_start(l->w, &l->timer, l->backoff_ms);
+}
+
+static void lis_flush(struct db_listener *l)
+{
+    int r = PQflush(l->pg);
+    if (r < 0) {
+        lis_retry(l, PQerrorMessage(l->pg));
+        return;
+    }
+    if (worker_io_mod(l->w, &l->io, r > 0 ? EPOLLIN | EPOLLOUT : EPOLLIN) < 0)
+        lis_retry(l, strerror(errno));
+}
+
+static void lis_established(struct db_listener *l)
+{
+    worker_timer_stop(l->w, &l->timer);
+    if (PQsetnonblocking(l->pg, 1) != 0 || lis_watch_new(l, EPOLLIN) < 0) {
+        lis_retry(l, PQerrorMessage(l->pg));
+        return;
+    }
+    /* The channel is a checked identifier (db_listen), so the command needs no quoting; LISTEN
+     * is a utility command and cannot be prepared. */
+    char sql[96];
+    snprintf(sql, sizeof sql, "LISTEN %s", l->channel);
+    l->listen_failed = false;
+    if (!PQsendQuery(l->pg, sql)) {
+        lis_retry(l, PQerrorMessage(l->pg));
+        return;
+    }
+    l->state = DBL_SUBSCRIBING;
+    lis_flush(l);
+}
+
+static void lis_poll_connect(struct db_listener *l)
+{
+    switch (PQconnectPoll(l->pg)) {
+    case PGRES_POLLING_OK:
+        lis_established(l);
+        return;
+    case PGRES_POLLING_READING:
+        if (lis_watch_new(l, EPOLLIN) < 0)
+            lis_retry(l, PQerrorMessage(l->pg));
+        return;
+    case PGRES_POLLING_WRITING:
+        if (lis_watch_new(l, EPOLLOUT) < 0)
+            lis_retry(l, PQerrorMessage(l->pg));
+        return;
+    default:
+        lis_retry(l, PQerrorMessage(l->pg));
+        return;
+    }
+}
+
+/* Reads the result of LISTEN; true once the connection is listening (or still waiting). */
+static bool lis_subscribed(struct db_listener *l)
+{
+    while (l->state == DBL_SUBSCRIBING && !PQisBusy(l->pg)) {
+        PGresult *res = PQgetResult(l->pg);
+        if (!res) {
+            if (l->listen_failed) {
+                lis_retry(l, l->last_error);
+                return false;
+            }
+            l->state = DBL_LISTENING;
+            l->backoff_ms = 0;
+            if (l->failing)
+                log_info(0, "database listener on %s (%s) is back", l->channel, dbc.where);
+            else
+                log_debug(0, "database listener on %s (%s) open", l->channel, dbc.where);
+            l->failing = false;
+            break;
+        }
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+            db_clean_message(dbc.conninfo, m ? m : "LISTEN failed", l->last_error,
+                             sizeof l->last_error);
+            l->listen_failed = true;
+        }
+        PQclear(res);
+    }
+    return true;
+}
+
+static void lis_on_io(struct io *io, uint32_t events)
+{
+    struct db_listener *l = io->ud;
+    switch (l->state) {
+    case DBL_DOWN:
+        return;
+    case DBL_CONNECTING:
+        lis_poll_connect(l);
+        return;
+    default:
+        break;
+    }
+    if (events & EPOLLOUT) {
+        lis_flush(l);
+        if (!l->pg)
+            return;
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    if (!PQconsumeInput(l->pg)) {
+        lis_retry(l, PQerrorMessage(l->pg));
+        return;
+    }
+    if (!lis_subscribed(l))
+        return;
+    PGnotify *nt;
+    while (l->pg && (nt = PQnotifies(l->pg)) != NULL) {
+        if (strcmp(nt->relname, l->channel) == 0)
+            l->fn(nt->extra, l->ud);
+        PQfreemem(nt);
+    }
+    if (!l->pg)
+        return;
+    if (PQstatus(l->pg) == CONNECTION_BAD)
+        lis_retry(l, PQerrorMessage(l->pg));
+    else if (events & (EPOLLHUP | EPOLLERR))
+        lis_retry(l, "the server closed the connection");
+}
+
+static void lis_on_timer(struct timer *t)
+{
+    struct db_listener *l = t->ud;
+    if (l->state == DBL_DOWN)
+        lis_connect(l);
+    else if (l->state == DBL_CONNECTING)
+        lis_retry(l, "timed out while connecting");
+}
+
+static void lis_connect(struct db_listener *l)
+{
+    if (l->closed)
+        return;
+    l->pg = db_connect_params(dbc.conninfo, true, 0);
+    if (!l->pg) {
+        lis_retry(l, "out of memory");
+        return;
+    }
+    if (PQstatus(l->pg) == CONNECTION_BAD) {
+        lis_retry(l, PQerrorMessage(l->pg));
+        return;
+    }
+    l->state = DBL_CONNECTING;
+    if (lis_watch_new(l, EPOLLOUT) < 0) {
+        lis_retry(l, PQerrorMessage(l->pg));
+        return;
+    }
+    worker_timer_start(l->w, &l->timer, CONNECT_TIMEOUT_MS);
+}
+
+static void listeners_start(struct worker *w)
+{
+    for (int i = 0; i < n_listeners; i++) {
+        struct db_listener *l = &listeners[i];
+        if (l->worker != worker_index(w))
+            continue;
+        l->w = w;
+        l->io.fd = -1;
+        timer_init(&l->timer, lis_on_timer, l);
+        lis_connect(l);
+    }
+}
+
+static void listeners_stop(struct worker *w)
+{
+    for (int i = 0; i < n_listeners; i++) {
+        struct db_listener *l = &listeners[i];
+        if (l->w == w && !l->closed) {
+            l->closed = true;
+            lis_close(l);
+        }
+    }
+}
+
+int db_listen(int worker, const char *channel, db_notify_fn fn, void *ud)
+{
+    size_t len = channel ? strlen(channel) : 0;
+    bool ok = dbc.ready && fn && len > 0 && len < sizeof listeners[0].channel && worker >= 0 &&
+              worker < workers_count() && !(channel[0] >= '0' && channel[0] <= '9');
+    for (size_t i = 0; ok && i < len; i++)
+        ok = (channel[i] >= 'a' && channel[i] <= 'z') || (channel[i] >= '0' && channel[i] <= '9') ||
+             channel[i] == '_';
+    if (!ok || n_listeners == MAX_LISTENERS) {
+        log_error(0, "db_listen: bad arguments, too many listeners, or called before db_init");
+        return -1;
+    }
+    struct db_listener *l = &listeners[n_listeners++];
+    memset(l, 0, sizeof *l);
+    l->worker = worker;
+    memcpy(l->channel, channel, len + 1);
+    l->fn = fn;
+    l->ud = ud;
+    l->io.fd = -1;
+    return 0;
+}
+
 /* ---- the pool of one worker ---- */
 
 static void pool_pump(struct db_pool *p)
@@ -590,8 +876,10 @@ static struct db_pool *pool_get(struct worker *w)
 
 static void pool_on_worker_start(struct worker *w)
 {
-    if (dbc.ready)
+    if (dbc.ready) {
         pool_get(w);
+        listeners_start(w);
+    }
 }
 
 /* Closes every connection and moves every query to the failed list. */
@@ -657,6 +945,7 @@ int db_query(const struct db_stmt *stmt, const struct db_params *params, db_fn c
 
 void db_worker_stop(struct worker *w)
 {
+    listeners_stop(w);
     struct db_pool *p = worker_slot(w, WSLOT_DB);
     if (p)
         pool_close(p);
@@ -681,6 +970,12 @@ void db_shutdown(void)
         free(p);
         worker_set_slot(w, WSLOT_DB, NULL);
     }
+    /* Listeners whose worker skipped db_worker_stop: their threads have ended too. */
+    for (int i = 0; i < n_listeners; i++) {
+        listeners[i].closed = true;
+        lis_close(&listeners[i]);
+    }
+    n_listeners = 0;
     free(dbc.conninfo);
     dbc.conninfo = NULL;
     dbc.ready = false;

@@ -10,6 +10,9 @@
  * Outages: a lost connection is re-established with exponential backoff (100 ms … 5 s); queued
  * queries wait, and fail with DB_UNAVAILABLE after db_timeout seconds. The message path between
  * online users never calls this.
+ *
+ * Notifications: db_listen() adds, on one chosen worker, one more connection that only LISTENs
+ * on a channel and hands each notification's payload to a callback on that worker.
  */
 #ifndef STANZAD_DB_H
 #define STANZAD_DB_H
@@ -73,6 +76,17 @@ void db_shutdown(void);
  * that was sent and whose connection died before the answer fails with DB_UNAVAILABLE and is not
  * retried (it may or may not have been executed). */
 int db_query(const struct db_stmt *stmt, const struct db_params *params, db_fn cb, void *ud);
+
+/*
+ * Keeps one extra connection, owned by worker `worker`, LISTENing on `channel` (a lower-case
+ * identifier: [a-z_][a-z0-9_]*, at most 63 bytes), and calls fn(payload, ud) on that worker for
+ * every notification on it, in the order PostgreSQL sends them (commit order). Call after
+ * db_init() and before the workers start. The connection reconnects with the pool's backoff;
+ * notifications sent while it is down are lost (PostgreSQL keeps none for absent listeners).
+ * Returns 0, or -1 with a log line (bad arguments, too many listeners).
+ */
+typedef void (*db_notify_fn)(const char *payload, void *ud);
+int db_listen(int worker, const char *channel, db_notify_fn fn, void *ud);
 
 /* ---- synchronous use: start-up, migrations, stanzactl ---- */
 

@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "accounts.h"
 #include "addrlimit.h"
 #include "c2s.h"
 #include "config.h"
@@ -237,7 +238,7 @@ int main(int argc, char **argv)
     sessions_init(64);
     if (workers_create(n_workers) < 0)
         goto out_sessions;
-    if (db_init(cfg) < 0) {
+    if (db_init(cfg) < 0 || accounts_events_init() < 0) {
         log_error(0, "cannot set up the database pools");
         goto out_workers;
     }

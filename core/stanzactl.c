@@ -4,7 +4,9 @@
  * It reads the server's own configuration file (config_load, so hosts and the connection string
  * are exactly the server's), connects synchronously, brings the core schema up to date and runs
  * one command with plain PQexecParams on the statements of accounts.h — the same SQL the server
- * runs. Writes happen in one transaction each.
+ * runs. Every write is one statement, atomic by itself; adduser and deluser notify running
+ * servers in that same statement (delivered on commit), with this process's own token, so they
+ * raise the account events and a deleted account's sessions end.
  *
  * Passwords never come from the command line (other users can read argv in /proc): they are read
  * from the terminal with echo off, twice, or as one line from standard input when that is not a
@@ -226,30 +228,6 @@ static bool ok_or_report(PGconn *c, PGresult *r, const char *what)
     return false;
 }
 
-static bool exec_simple(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    if (!ok_or_report(c, r, sql))
-        return false;
-    PQclear(r);
-    return true;
-}
-
-/* Writes both verifiers of account_id; inside the caller's transaction. */
-static bool store_verifiers(PGconn *c, const char *account_id,
-                            const struct scram_verifier v[SCRAM_HASH_COUNT])
-{
-    for (int h = 0; h < SCRAM_HASH_COUNT; h++) {
-        struct accounts_credential_params p;
-        accounts_credential_params(&p, account_id, &v[h]);
-        PGresult *r = run(c, &db_stmt_set_credential, &p.params);
-        if (!ok_or_report(c, r, "cannot store the credentials"))
-            return false;
-        PQclear(r);
-    }
-    return true;
-}
-
 /* ---- commands ---- */
 
 struct target {
@@ -259,13 +237,15 @@ struct target {
 };
 
 /*
- * adduser (create) and passwd (!create): the account must not exist / must exist; the password
- * is read and turned into verifiers before the transaction, which then creates or finds the
- * account and stores the verifiers, so a concurrent change is noticed instead of overwritten.
+ * adduser (create) and passwd (!create): the account must not exist / must exist. That is
+ * checked first, so nobody types a password for nothing; the password is then read and turned
+ * into verifiers, and one statement (accounts.h) creates the account with its verifiers and
+ * notifies running servers, or replaces the verifiers. A change made meanwhile by someone else
+ * is noticed (no row) instead of overwritten.
  */
 static int write_password(PGconn *c, const struct target *t, bool create)
 {
-    PGresult *r = run2(c, &db_stmt_find_account, t->host, t->user);
+    PGresult *r = run2(c, &db_stmt_account_exists, t->host, t->user);
     if (!ok_or_report(c, r, "cannot look the account up"))
         return EXIT_SYSTEM;
     bool exists = PQntuples(r) > 0;
@@ -280,32 +260,26 @@ static int write_password(PGconn *c, const struct target *t, bool create)
     if (rc)
         return rc;
 
-    if (!exec_simple(c, "BEGIN"))
+    char payload[ACCOUNTS_PAYLOAD_MAX];
+    struct accounts_write_params p;
+    accounts_write_params(
+        &p, t->host, t->user,
+        create ? accounts_notify_payload(payload, sizeof payload, true, t->host, t->user) : NULL,
+        v);
+    r = run(c, create ? &db_stmt_account_create : &db_stmt_account_set_password, &p.params);
+    explicit_bzero(v, sizeof v);
+    if (!ok_or_report(c, r, create ? "cannot create the account" : "cannot store the password"))
         return EXIT_SYSTEM;
-    r = run2(c, create ? &db_stmt_create_account : &db_stmt_find_account, t->host, t->user);
-    if (!ok_or_report(c, r, create ? "cannot create the account" : "cannot look the account up"))
-        goto fail;
-    if (PQntuples(r) == 0) {
+    bool written = PQntuples(r) > 0;
+    PQclear(r);
+    if (!written) {
         /* Someone created (or deleted) it between our look-up and now. */
-        PQclear(r);
-        PQclear(PQexec(c, "ROLLBACK"));
-        explicit_bzero(v, sizeof v);
         fail_msg(create ? "%s already exists" : "no such account: %s (deleted meanwhile)",
                  t->jid->bare);
         return EXIT_USER;
     }
-    char id[24];
-    snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    if (!store_verifiers(c, id, v) || !exec_simple(c, "COMMIT"))
-        goto fail;
-    explicit_bzero(v, sizeof v);
     printf(create ? "created %s\n" : "password changed for %s\n", t->jid->bare);
     return 0;
-fail:
-    explicit_bzero(v, sizeof v);
-    PQclear(PQexec(c, "ROLLBACK"));
-    return EXIT_SYSTEM;
 }
 
 static int cmd_adduser(PGconn *c, const struct target *t)
@@ -320,10 +294,17 @@ static int cmd_passwd(PGconn *c, const struct target *t)
 
 static int cmd_deluser(PGconn *c, const struct target *t)
 {
-    PGresult *r = run2(c, &db_stmt_delete_account, t->host, t->user);
+    /* One statement: the account, everything that cascades from it, and the notification that
+     * makes running servers end its sessions (delivered only when it commits). */
+    char payload[ACCOUNTS_PAYLOAD_MAX];
+    const char *values[3] = {
+        t->host, t->user,
+        accounts_notify_payload(payload, sizeof payload, false, t->host, t->user)};
+    struct db_params p = {3, values, NULL, NULL};
+    PGresult *r = run(c, &db_stmt_account_delete, &p);
     if (!ok_or_report(c, r, "cannot delete the account"))
         return EXIT_SYSTEM;
-    bool deleted = strcmp(PQcmdTuples(r), "0") != 0;
+    bool deleted = PQntuples(r) > 0;
     PQclear(r);
     if (!deleted) {
         fail_msg("no such account: %s", t->jid->bare);

@@ -32,11 +32,13 @@ extern "C" {
 
 typedef enum sd_account_status {
     SD_ACCOUNT_OK = 0,
-    SD_ACCOUNT_EXISTS = 1,      /* create: the username is taken */
-    SD_ACCOUNT_NOT_FOUND = 2,   /* exists / set_password / delete: no such account */
-    SD_ACCOUNT_BAD_NAME = 3,    /* the username fails preparation, or the host is not ours */
-    SD_ACCOUNT_UNAVAILABLE = 4, /* the database did not answer in time: try again later */
-    SD_ACCOUNT_ERROR = 5,       /* anything else (logged) */
+    SD_ACCOUNT_EXISTS = 1,       /* create: the username is taken */
+    SD_ACCOUNT_NOT_FOUND = 2,    /* exists / set_password / delete: no such account */
+    SD_ACCOUNT_BAD_NAME = 3,     /* the username fails preparation, or the host is not ours */
+    SD_ACCOUNT_UNAVAILABLE = 4,  /* the database did not answer in time: try again later */
+    SD_ACCOUNT_ERROR = 5,        /* anything else (logged) */
+    SD_ACCOUNT_BAD_PASSWORD = 6, /* create / set_password: empty, or not valid UTF-8 text
+                                  * under SASLprep (RFC 4013) */
 } sd_account_status;
 
 typedef void (*sd_account_fn)(sd_account_status status, void *ud);

@@ -756,6 +756,10 @@ static void reg_created(sd_account_status status, void *ud)
     case SD_ACCOUNT_BAD_NAME:
         req_end(q, 0, SD_ERR_NOT_ACCEPTABLE, BAD_USERNAME);
         break;
+    case SD_ACCOUNT_BAD_PASSWORD:
+        req_end(q, 0, SD_ERR_NOT_ACCEPTABLE,
+                "password: not acceptable text (control or unassigned characters)");
+        break;
     case SD_ACCOUNT_UNAVAILABLE:
         req_end(q, 0, SD_ERR_RESOURCE_CONSTRAINT,
                 "the account database is not available; try again later");
@@ -945,6 +949,10 @@ static void pw_changed(sd_account_status status, void *ud)
         break;
     case SD_ACCOUNT_NOT_FOUND:
         pending_error(&q->p, SD_ERR_REGISTRATION_REQUIRED, "the account no longer exists");
+        break;
+    case SD_ACCOUNT_BAD_PASSWORD:
+        pending_error(&q->p, SD_ERR_NOT_ACCEPTABLE,
+                      "password: not acceptable text (control or unassigned characters)");
         break;
     case SD_ACCOUNT_UNAVAILABLE:
         pending_error(&q->p, SD_ERR_RESOURCE_CONSTRAINT,

@@ -14,16 +14,8 @@
 
 #include <stanzad/stanzad.h>
 
-SD_API /* ABI 1.1 */
-    SD_API void
-    sd_abi_probe_accounts(sd_account_status status, sd_account_fn fn);
-
-void sd_abi_probe_accounts(sd_account_status status, sd_account_fn fn)
-{
-}
-
-void sd_abi_probe_module(const sd_module_desc *desc, const sd_setting *setting,
-                         const sd_migration *migration);
+SD_API void sd_abi_probe_module(const sd_module_desc *desc, const sd_setting *setting,
+                                const sd_migration *migration);
 SD_API void sd_abi_probe_enums(sd_setting_type setting_type, sd_verdict verdict, sd_phase phase,
                                sd_event_type event_type, sd_stream_error stream_error, sd_kind kind,
                                sd_error error, sd_db_status db_status, sd_log_level log_level);
@@ -46,6 +38,13 @@ void sd_abi_probe_enums(sd_setting_type setting_type, sd_verdict verdict, sd_pha
 void sd_abi_probe_callbacks(sd_stanza_fn stanza_fn, sd_event_fn event_fn,
                             sd_iq_result_fn iq_result_fn, sd_db_fn db_fn, sd_kv_get_fn kv_get_fn,
                             sd_kv_done_fn kv_done_fn, sd_timer_fn timer_fn)
+{
+}
+
+/* ABI 1.1 */
+SD_API void sd_abi_probe_accounts(sd_account_status status, sd_account_fn fn);
+
+void sd_abi_probe_accounts(sd_account_status status, sd_account_fn fn)
 {
 }
 
