@@ -27,6 +27,7 @@
 #include "stanza.h"
 #include "stanzad/stanzad.h"
 #include "worker.h"
+#include "xmlstream.h"
 
 #define ST(x)  ((struct stanza *)(x))
 #define CST(x) ((const struct stanza *)(x))
@@ -201,6 +202,68 @@ sd_stanza *sd_stanza_new(sd_kind kind, const char *type)
 sd_stanza *sd_stanza_copy(const sd_stanza *st)
 {
     return (sd_stanza *)stanza_copy(CST(st));
+}
+
+/* sd_stanza_parse: the first complete element of a one-shot stream, and whether it failed. */
+struct parse_one {
+    struct stanza *st;
+    bool failed;
+};
+
+static void parse_one_stanza(void *ud, struct stanza *st)
+{
+    struct parse_one *p = ud;
+    if (p->st) {
+        p->failed = true; /* more than one element */
+        stanza_free(&st);
+    } else {
+        p->st = st;
+    }
+}
+
+static void parse_one_error(void *ud, enum stream_error cond, const char *text)
+{
+    (void)cond;
+    (void)text;
+    ((struct parse_one *)ud)->failed = true;
+}
+
+static void parse_one_ignore(void *ud)
+{
+    (void)ud;
+}
+
+static void parse_one_open(void *ud, const struct xmlstream_header *hdr)
+{
+    (void)ud;
+    (void)hdr;
+}
+
+sd_stanza *sd_stanza_parse(const char *xml, size_t len)
+{
+    /* The client parser, with its restrictions (RFC 6120 §11) and limits, on a stream header
+     * that declares jabber:client as the default namespace, as sd_el_to_string assumes. */
+    static const char header[] = "<stream:stream xmlns='jabber:client' "
+                                 "xmlns:stream='http://etherx.jabber.org/streams'>";
+    static const struct xmlstream_callbacks cb = {
+        .stream_open = parse_one_open,
+        .stanza = parse_one_stanza,
+        .stream_close = parse_one_ignore,
+        .error = parse_one_error,
+    };
+    if (!xml)
+        return NULL;
+    struct parse_one p = {0};
+    struct xmlstream_limits lim = {.max_stanza_bytes = len + sizeof header};
+    struct xmlstream *xs = xmlstream_new(&cb, &p, &lim);
+    if (xmlstream_feed(xs, header, sizeof header - 1) < 0 || xmlstream_feed(xs, xml, len) < 0)
+        p.failed = true;
+    xmlstream_free(&xs);
+    if (p.failed || !p.st || p.st->kind == STANZA_OTHER || strcmp(p.st->el->ns, NS_CLIENT) != 0) {
+        stanza_free(&p.st);
+        return NULL;
+    }
+    return (sd_stanza *)p.st;
 }
 
 void sd_stanza_free(sd_stanza **st)

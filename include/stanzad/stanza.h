@@ -96,6 +96,12 @@ SD_API const char *sd_el_child_text(sd_stanza *st, const sd_el *el, const char *
 SD_API sd_stanza *sd_stanza_new(sd_kind kind, const char *type);
 /* A deep copy, with its own arena. */
 SD_API sd_stanza *sd_stanza_copy(const sd_stanza *st);
+/* ABI 1.1. Parses one stanza serialised by sd_el_to_string (a <message/>, <presence/> or <iq/>
+ * of jabber:client; elements without xmlns are jabber:client) — e.g. one a module stored to
+ * deliver later. The client parser's rules apply (no DTD, comments, processing instructions
+ * or entities beyond the five predefined). NULL for anything else: broken XML, not a stanza,
+ * or more than one element. Any thread. Free with sd_stanza_free. */
+SD_API sd_stanza *sd_stanza_parse(const char *xml, size_t len);
 /* Frees st and clears *st. NULL-safe. */
 SD_API void sd_stanza_free(sd_stanza **st);
 /* Routing attributes; NULL removes. */

@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (SLOW, ServerTestCase, async_test, main, stanza_error,  # noqa
-                     tag_is, to_str, body_of, world)
+                     tag_is, to_str, body_of, world, x)
 
 NS = 'urn:stanzad:test:hooks'
 ALICE = 'alice@localhost'
@@ -506,6 +506,31 @@ class PreAuth(HookCase):
         w = h(r, 'whoami')
         self.assertEqual(w.get('peer'), '127.0.0.1', to_str(r))
         self.assertEqual(w.get('secure'), '1', to_str(r))
+
+    @async_test
+    async def test_stanza_parse(self):
+        alice = await self.raw_login(ALICE, resource='a')
+
+        async def parse(text):
+            return await alice.iq('get', "<parse xmlns='%s'>%s</parse>" % (NS, x(text)),
+                                  to='localhost')
+        msg = ("<message to='bob@localhost' type='chat' id='m1'><body>hi &amp; bye</body>"
+               "<thing xmlns='urn:example:ext' a='1'><deep/></thing></message>")
+        r = await parse(msg)
+        self.assertEqual(r.get('type'), 'result', to_str(r))
+        p = h(r, 'parsed')
+        self.assertEqual((p.get('kind'), p.get('type'), p.get('to')),
+                         ('message', 'chat', 'bob@localhost'), to_str(r))
+        self.assertEqual(p.text, msg)  # serialised again, byte for byte
+        r = await parse("<presence type='subscribe' to='bob@localhost'><status>s</status>"
+                        "</presence>")
+        self.assertEqual(h(r, 'parsed').get('kind'), 'presence', to_str(r))
+        for bad in ('', 'not xml', '<message><body>open', '<foo xmlns="urn:x"/>',
+                    '<message/><message/>', '<!-- c --><message/>',
+                    '<!DOCTYPE message [<!ENTITY e "x">]><message/>',
+                    '<message><body>&e;</body></message>', '<?pi x?><message/>'):
+            r = await parse(bad)
+            self.assertEqual(stanza_error(r)[1], 'bad-request', bad + ': ' + to_str(r))
 
     @async_test
     async def test_iq_hook_for_any_payload(self):

@@ -32,6 +32,8 @@
  *     from a post on the same worker; other pre-authentication iqs pass (→ <not-authorized/>).
  *   - iq with any payload to oneself (xmlns NULL, ABI 1.1): payload namespace
  *     urn:stanzad:test:any is answered with <any element='NAME'/>; anything else passes.
+ *   - iq <parse>TEXT</parse> (to the host, ABI 1.1): TEXT through sd_stanza_parse; the answer
+ *     carries the stanza's kind, type, to and its serialisation again, or <bad-request/>.
  *   - events: sessions bound and closed are counted; stream features get <test-feature/>;
  *     disco#info of the server gets two XEP-0128 forms (unsorted fields and values, to test
  *     the entity-capabilities hash), that of an account a feature.
@@ -184,6 +186,29 @@ static sd_verdict preauth_later(sd_hctx *h, sd_stanza *st, void *ud)
         return sd_reply_error(h, st, SD_ERR_INTERNAL_SERVER_ERROR, "could not defer");
     sd_post(-1, preauth_finish, p);
     return SD_LATER;
+}
+
+static sd_verdict th_parse(sd_hctx *h, sd_stanza *st, void *ud)
+{
+    const char *text = sd_el_text(st, sd_stanza_payload(st));
+    sd_stanza *parsed = sd_stanza_parse(text, strlen(text));
+    if (!parsed)
+        return sd_reply_error(h, st, SD_ERR_BAD_REQUEST, "not one stanza");
+    static const char *const kinds[] = {"message", "presence", "iq", "other"};
+    sd_stanza *reply = sd_stanza_result(st);
+    sd_el *r = sd_el_add(reply, sd_stanza_el(reply), NS, "parsed");
+    sd_el_set_attr(reply, r, "kind", kinds[sd_stanza_kind(parsed)]);
+    const char *t = sd_stanza_type(parsed), *to = sd_stanza_to_str(parsed);
+    if (t)
+        sd_el_set_attr(reply, r, "type", t);
+    if (to)
+        sd_el_set_attr(reply, r, "to", to);
+    char *again = sd_el_to_string(sd_stanza_el(parsed));
+    sd_el_add_text(reply, r, again);
+    free(again);
+    sd_stanza_free(&parsed);
+    sd_reply(h, &reply);
+    return SD_DONE;
 }
 
 static sd_verdict any_payload(sd_hctx *h, sd_stanza *st, void *ud)
@@ -480,6 +505,7 @@ static int th_load(sd_module *m, const char **error_r)
         sd_hook_presence(m, SD_TO_BARE | SD_TO_FULL, SD_UNDELIVERABLE, 0, pres_undeliverable, NULL);
     rc |= sd_hook_filter(m, SD_FILTER_IN, 0, filter_in, NULL);
     rc |= sd_hook_filter(m, SD_FILTER_OUT, 0, filter_out, NULL);
+    rc |= sd_hook_iq(m, SD_TO_HOST, SD_IQ_GET, NS, "parse", 0, th_parse, NULL);
     rc |= sd_hook_inbound(m, SD_KIND_MESSAGE, 0, in_message, NULL);
     rc |= sd_hook_inbound(m, SD_KIND_PRESENCE, 0, in_presence, NULL);
     rc |= sd_hook_inbound(m, SD_KIND_IQ, 0, in_iq, NULL);
