@@ -265,8 +265,10 @@ static void test_sample_config(void)
     UNIT_ASSERT_INT_EQ(c->max_stanza_size, 262144);
     UNIT_ASSERT_INT_EQ(c->max_output_buffer, 1048576);
     UNIT_ASSERT_INT_EQ(c->n_listeners, 1);
-    UNIT_ASSERT_INT_EQ(c->n_modules, 5);
+    UNIT_ASSERT_INT_EQ(c->n_modules, 9);
     UNIT_ASSERT_STR_EQ(c->modules[0], "disco");
+    UNIT_ASSERT_STR_EQ(c->modules[5], "roster");
+    UNIT_ASSERT_STR_EQ(c->modules[8], "search");
     config_free(&c);
 }
 
