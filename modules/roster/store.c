@@ -15,9 +15,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-
 #include "roster.h"
 
 #define GROUP_SEP '\x1f'
@@ -106,10 +103,9 @@ static uint32_t random_epoch(void)
 /* ---- stored subscription requests ----
  *
  * A request is kept complete (RFC 6121 §3.1.3: status, nick, any extension) as the XML the
- * server's serialiser writes for its <presence/> element, and rebuilt from it with libxml2 when
- * the account is loaded again (the module API has no parser). Elements in any namespace, text,
- * unqualified attributes and xml:lang come back; an attribute in another namespace does not. A
- * request larger than REQUEST_MAX is kept with its status and nick only. */
+ * server's serialiser writes for its <presence/> element, and read back with sd_stanza_parse
+ * when the account is loaded again. A request larger than REQUEST_MAX is kept with its status
+ * and nick only. */
 
 #define REQUEST_MAX 16384
 
@@ -134,51 +130,16 @@ static char *request_xml(sd_stanza *pin)
     return xml;
 }
 
-static void rebuild(sd_stanza *st, sd_el *parent, xmlNode *node, int depth)
-{
-    for (xmlNode *n = node->children; n != NULL; n = n->next) {
-        if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
-            if (n->content != NULL)
-                sd_el_add_text(st, parent, (const char *)n->content);
-            continue;
-        }
-        if (n->type != XML_ELEMENT_NODE || depth > 32)
-            continue;
-        /* No namespace: the serialiser left jabber:client implied. */
-        const char *ns = n->ns && n->ns->href ? (const char *)n->ns->href : NS_CLIENT;
-        sd_el *el = sd_el_add(st, parent, ns, (const char *)n->name);
-        for (xmlAttr *at = n->properties; at != NULL; at = at->next) {
-            xmlChar *v = xmlNodeGetContent((xmlNode *)at);
-            if (v == NULL)
-                continue;
-            if (at->ns == NULL)
-                sd_el_set_attr(st, el, (const char *)at->name, (const char *)v);
-            else if (at->ns->href != NULL &&
-                     strcmp((const char *)at->ns->href, (const char *)XML_XML_NAMESPACE) == 0 &&
-                     strcmp((const char *)at->name, "lang") == 0)
-                sd_el_set_attr(st, el, "xml:lang", (const char *)v);
-            xmlFree(v);
-        }
-        rebuild(st, el, n, depth + 1);
-    }
-}
-
-/* The request stored as xml, rebuilt; NULL when there is none or it does not parse. */
+/* The request stored as xml, read back; NULL when there is none or it does not parse. */
 static sd_stanza *request_parse(const char *xml)
 {
     if (xml == NULL || xml[0] == '\0')
         return NULL;
-    xmlDoc *doc = xmlReadMemory(xml, (int)strlen(xml), NULL, "UTF-8",
-                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-    sd_stanza *st = NULL;
-    if (root != NULL && strcmp((const char *)root->name, "presence") == 0) {
-        st = sd_stanza_new(SD_PRESENCE, "subscribe");
-        if (st != NULL)
-            rebuild(st, sd_stanza_el(st), root, 0);
-    }
-    if (doc != NULL)
-        xmlFreeDoc(doc);
+    sd_stanza *st = sd_stanza_parse(xml, strlen(xml));
+    if (st != NULL && sd_stanza_kind(st) != SD_PRESENCE)
+        sd_stanza_free(&st);
+    if (st != NULL)
+        sd_stanza_set_type(st, "subscribe");
     return st;
 }
 
