@@ -429,6 +429,20 @@ void sd_route(sd_stanza **st)
     router_route(x);
 }
 
+void sd_deliver(sd_stanza **st)
+{
+    struct stanza *x = ST(*st);
+    *st = NULL;
+    if (!x)
+        return;
+    if (!x->from_str) {
+        log_warn(0, "sd_deliver: dropping a stanza without 'from'");
+        stanza_free(&x);
+        return;
+    }
+    router_route_past_inbound(x);
+}
+
 void sd_session_send(sd_session *s, sd_stanza **st)
 {
     struct stanza *x = ST(*st);

@@ -234,7 +234,7 @@ static void route_host(struct stanza *st)
         stanza_free(&st);
 }
 
-void router_route(struct stanza *st)
+static void route(struct stanza *st, bool inbound)
 {
     if (!st->to) {
         const char *why = NULL;
@@ -259,12 +259,22 @@ void router_route(struct stanza *st)
         return;
     }
     /* The recipient's side first: modules that guard accounts (blocking, subscriptions). */
-    if (dispatch_inbound(st))
+    if (inbound && dispatch_inbound(st))
         return;
     if (st->to->resource)
         route_full(st);
     else
         route_bare(st);
+}
+
+void router_route(struct stanza *st)
+{
+    route(st, true);
+}
+
+void router_route_past_inbound(struct stanza *st)
+{
+    route(st, false);
 }
 
 void router_from_session(struct session *s, struct stanza *st)

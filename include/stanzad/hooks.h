@@ -170,6 +170,11 @@ SD_API void sd_pending_pass(sd_pending **p);
 /* Routes a stanza by its 'to' through the normal rules; 'from' must be set (the server's host,
  * or a JID the module speaks for). Consumes *st. Any worker. */
 SD_API void sd_route(sd_stanza **st);
+/* ABI 1.1. Like sd_route, but a stanza to a local account skips the inbound handlers
+ * (sd_hook_inbound): for a module that has just been the recipient's side of it — say, the
+ * roster module delivering a subscription request it processed for the contact. The core's
+ * delivery rules still apply (RFC 6121 §8.5). Consumes *st. Any worker. */
+SD_API void sd_deliver(sd_stanza **st);
 /* Called with the iq result or error, or with NULL when timeout_ms passed first. The stanza is
  * borrowed for the call. */
 typedef void (*sd_iq_result_fn)(sd_stanza *result, void *ud);

@@ -28,9 +28,9 @@
  *                                 get its subscriptions cancelled as if it had sent
  *                                 unsubscribe and unsubscribed.
  *
- * A subscription stanza addressed to a bare JID is the inbound side of the exchange; one
- * addressed to a full JID is this module delivering what it already processed (clients'
- * subscription stanzas are always readdressed to the bare JID, §3.1.2).
+ * What this module delivers after handling it as the recipient's side goes out with sd_deliver,
+ * past the inbound handlers; an inbound subscription stanza addressed to a full JID is handled
+ * as if addressed to the bare JID (§3.1.3).
  */
 #include <stdatomic.h>
 #include <stddef.h>
@@ -476,10 +476,10 @@ static sd_verdict on_presence_in(sd_hctx *h, sd_stanza *st, void *ud)
     const sd_jid *to = sd_stanza_to(st);
     if (to == NULL)
         return SD_PASS;
-    if (!probe && sd_jid_resource(to) != NULL)
-        return SD_PASS; /* our own delivery of what was processed already */
     struct task *t = task_new(probe ? T_PROBE : T_SUB_IN, sd_jid_bare(to));
     t->st = sd_stanza_copy(st);
+    if (t->st != NULL && !probe && sd_jid_resource(to) != NULL)
+        sd_stanza_set_to(t->st, sd_jid_bare(to)); /* §3.1.3: as if to the bare JID */
     if (t->st != NULL)
         task_post(t);
     else

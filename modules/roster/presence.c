@@ -28,6 +28,18 @@ void send_copy(const sd_stanza *st, const char *from, const char *to)
     sd_route(&c);
 }
 
+/* As send_copy, for a stanza this module has already handled as the recipient's side (an
+ * inbound subscription stanza): delivered without running the inbound handlers again. */
+void deliver_copy(const sd_stanza *st, const char *from, const char *to)
+{
+    sd_stanza *c = sd_stanza_copy(st);
+    if (c == NULL)
+        return;
+    sd_stanza_set_from(c, from);
+    sd_stanza_set_to(c, to);
+    sd_deliver(&c);
+}
+
 void send_presence(const char *type, const char *from, const char *to)
 {
     sd_stanza *st = sd_stanza_new(SD_PRESENCE, type);
@@ -93,7 +105,7 @@ static void pending_cb(struct hent *e, void *ud)
     if (!it->pending_in || user_blocks(p->a, it->jid))
         return;
     if (it->pin != NULL) {
-        send_copy(it->pin, it->jid, p->r->full);
+        deliver_copy(it->pin, it->jid, p->r->full);
         return;
     }
     send_presence("subscribe", it->jid, p->r->full);
@@ -207,5 +219,5 @@ void deliver_to_resources(struct account *a, const sd_stanza *st, bool also_inte
         return;
     for (struct res *r = a->res; r; r = r->next)
         if (r->available || (also_interested && r->interested))
-            send_copy(st, f, r->full);
+            deliver_copy(st, f, r->full);
 }

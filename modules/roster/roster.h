@@ -242,6 +242,7 @@ bool is_subscription_type(const char *type);
 
 /* A routed copy of st with from/to replaced; st is borrowed. */
 void send_copy(const sd_stanza *st, const char *from, const char *to);
+void deliver_copy(const sd_stanza *st, const char *from, const char *to);
 void send_presence(const char *type, const char *from, const char *to);
 /* Broadcast presence st (no 'to') of resource r. */
 void pres_update(struct account *a, struct res *r, sd_stanza *st);

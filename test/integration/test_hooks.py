@@ -397,6 +397,16 @@ class Inbound(HookCase):
             self.assertEqual(marks[0].get('host'), 'localhost', to_str(m))
 
     @async_test
+    async def test_deliver_skips_inbound_route_does_not(self):
+        alice = await self.raw_login(ALICE, resource='a')
+        bob = await self.raw_login(BOB, resource='b', presence=True)
+        for how, marks in (('route', 1), ('deliver', 0)):
+            await alice.send_message('localhost', '%s:%s' % (how, BOB))
+            m = await bob.wait_for(lambda e: body_of(e) == 'inbound-tag', what=how)
+            self.assertEqual(m.get('from'), 'localhost', to_str(m))
+            self.assertEqual(len(m.findall('{%s}inbound' % NS)), marks, how + to_str(m))
+
+    @async_test
     async def test_inbound_sees_messages_to_oneself(self):
         alice = await self.raw_login(ALICE, resource='a', presence=True)
         await alice.send("<message type='chat'><body>inbound-tag</body></message>")

@@ -14,7 +14,8 @@
  *     defer the <ask/>: the client's answer would wait behind it (RFC 6120 §10.1).
  *   - message, SD_PRE: body "drop me" is dropped, "rewrite:X" becomes "rewritten:X".
  *   - message to the host, SD_ROUTE: echoed back as "echo: BODY" (with a copy of its <mark/>,
- *     so the out-filter marks the server's own stanza too).
+ *     so the out-filter marks the server's own stanza too); "deliver:JID" / "route:JID" send
+ *     JID a message "inbound-tag" with sd_deliver / sd_route instead (ABI 1.1).
  *   - message, SD_UNDELIVERABLE: body "bounce-custom" is answered with a notice from the host
  *     instead of the core's error.
  *   - presence, SD_PRE: <status>hide-me</status> is dropped; presence to the host, SD_ROUTE:
@@ -321,6 +322,19 @@ static sd_verdict msg_echo(sd_hctx *h, sd_stanza *st, void *ud)
     const sd_jid *from = sd_stanza_from(st);
     if (body == NULL || from == NULL)
         return SD_PASS;
+    if (strncmp(body, "deliver:", 8) == 0 || strncmp(body, "route:", 6) == 0) {
+        /* ABI 1.1: sd_deliver skips the inbound handlers, sd_route does not. */
+        int deliver = body[0] == 'd';
+        sd_stanza *msg = sd_stanza_new(SD_MESSAGE, "chat");
+        sd_stanza_set_from(msg, sd_hctx_host(h));
+        sd_stanza_set_to(msg, strchr(body, ':') + 1);
+        sd_el_add_text_child(msg, sd_stanza_el(msg), NULL, "body", "inbound-tag");
+        if (deliver)
+            sd_deliver(&msg);
+        else
+            sd_route(&msg);
+        return SD_DONE;
+    }
     char *text = malloc(strlen(body) + 8);
     sprintf(text, "echo: %s", body);
     sd_stanza *msg = sd_stanza_new(SD_MESSAGE, sd_stanza_type(st));
