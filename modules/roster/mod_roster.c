@@ -52,7 +52,8 @@ static const sd_setting roster_settings[] = {
     {"max_blocked", SD_SETTING_INT, offsetof(struct rconf, max_blocked), "1000", 1, 100000, NULL,
      "JIDs a blocklist may hold; beyond: <policy-violation/>"},
     {"max_pending", SD_SETTING_INT, offsetof(struct rconf, max_pending), "100", 1, 100000, NULL,
-     "subscription requests kept from JIDs not in the roster; more are dropped"},
+     "subscription requests kept from JIDs not in the roster; more are refused "
+     "(resource-constraint)"},
     {"pre_approval", SD_SETTING_BOOL, offsetof(struct rconf, pre_approval), "true", 0, 0, NULL,
      "subscription pre-approval (RFC 6121 §3.4), advertised as a stream feature"},
     {"versioning", SD_SETTING_BOOL, offsetof(struct rconf, versioning), "true", 0, 0, NULL,

@@ -237,9 +237,16 @@ void sub_inbound(struct account *a, struct task *t)
             const struct rconf *c = rconf(a->host);
             if ((it == NULL || !it->in_roster) && c != NULL &&
                 a->n_hidden >= (size_t)c->max_pending) {
-                sd_log(roster_mod, SD_LOG_INFO,
-                       "%s has too many pending subscription requests; dropping one from %s",
-                       a->bare, contact);
+                /* Not silently: the requester's server gets a presence error (RFC 6120
+                 * §8.3.3.18, type wait) and the log says so. */
+                sd_log(roster_mod, SD_LOG_WARN,
+                       "%s has %zu pending subscription requests (max_pending); refusing one "
+                       "from %s with <resource-constraint/>",
+                       a->bare, a->n_hidden, contact);
+                sd_stanza *err = sd_stanza_error(t->st, SD_ERR_RESOURCE_CONSTRAINT,
+                                                 "too many pending subscription requests");
+                if (err != NULL)
+                    sd_route(&err);
                 task_free(t);
                 return;
             }

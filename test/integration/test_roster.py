@@ -335,6 +335,41 @@ class RosterLimit(RosterCase):
         self.assertEqual(r.get('type'), 'result', to_str(r))
 
 
+class PendingLimit(RosterCase):
+    config = with_roster({'max_pending': 2})
+    users = {'star@localhost': 'pw', 'fan1@localhost': 'pw', 'fan2@localhost': 'pw',
+             'fan3@localhost': 'pw'}
+
+    @async_test
+    async def test_requests_beyond_max_pending_are_refused_not_dropped_quietly(self):
+        start = self.server.log_offset()
+        for i in (1, 2, 3):
+            fan = await self.raw_login('fan%d@localhost' % i, resource='r')
+            await self.get(fan)
+            await fan.send("<presence to='star@localhost' type='subscribe'/>")
+            # the fan's own side is pending out either way
+            el = await self.push(fan, 'star@localhost')
+            self.assertEqual(items_of(el)['star@localhost'][2], 'subscribe', to_str(el))
+        deadline = time.monotonic() + 10 * SLOW
+        while 'refusing one from fan3@localhost' not in self.server.log_text(start):
+            self.assertLess(time.monotonic(), deadline, self.server.log_text(start)[-3000:])
+            await asyncio.sleep(0.05)
+        self.assertNotIn('from fan1@localhost with', self.server.log_text(start))
+        # The star sees the two requests that were kept, not the third.
+        star = await self.raw_login('star@localhost', resource='r')
+        await self.get(star)
+        await star.send('<presence/>')
+        got = set()
+        for _ in range(2):
+            el = await star.wait_for(lambda e: tag_is(e, 'presence') and
+                                     e.get('type') == 'subscribe')
+            got.add(el.get('from'))
+        self.assertEqual(got, {'fan1@localhost', 'fan2@localhost'})
+        late = [e for e in await star.collect(0.3 * SLOW)
+                if tag_is(e, 'presence') and e.get('type') == 'subscribe']
+        self.assertEqual(late, [])
+
+
 class RosterReload(RosterCase):
     """The account's state leaves memory at once when its last session ends (unload_after 0):
     everything must come back from the database, versions included."""
