@@ -77,6 +77,9 @@ bool xs_attr_is(const struct xs_item *it, const char *name, const char *value);
 bool xs_child_text(const char *p, size_t len, size_t *off, const char *name, const char **text,
                    size_t *tlen);
 bool xs_has_child(const char *p, size_t len, const char *name);
+/* The next start tag <name ...> at or after *off in p[0..len) (any depth): fills tag's name and
+ * attributes, so that xs_attr works on it (its inner text is left empty); *off moves past it. */
+bool xs_next_tag(const char *p, size_t len, size_t *off, const char *name, struct xs_item *tag);
 
 /* ---------------------------------------------------------------- histogram (hist.c) */
 
@@ -147,6 +150,7 @@ struct options {
     unsigned clients;
     unsigned pairs;
     unsigned window;
+    unsigned contacts; /* presence: the hub's contacts */
     bool peer_self;
     bool tls;
     enum mech mech;
@@ -232,6 +236,19 @@ struct wstats {
     uint64_t last_login_ns;
 };
 
+/* presence: what the set-up and the measured phase found, for the result line */
+struct presult {
+    bool setup_failed;
+    unsigned setup_pairs;           /* pairs whose subscriptions this run had to establish */
+    unsigned setup_resent;          /* requests sent again because the server lost them */
+    uint64_t init_ns;               /* hub's initial presence: until both sides below were done */
+    uint64_t init_probes_ns;        /* ... until the hub had every contact's presence */
+    uint64_t init_bcast_ns;         /* ... until every contact had the hub's presence */
+    uint64_t init_extra;            /* presence stanzas beyond one per contact and direction */
+    uint64_t updates;               /* updates delivered to every contact in the measured time */
+    uint64_t first_send, last_done; /* first update sent, last update complete */
+};
+
 #define MAX_NOTES 8
 
 struct worker {
@@ -250,8 +267,9 @@ struct worker {
     struct scram_keys *keys; /* by account - opt.first; NULL without the cache */
     struct hist login_h, lat_h;
     struct wstats s;
-    int64_t inflight; /* chat: messages sent by this worker's clients and not yet received */
-    uint64_t now;     /* time of the last read, for latencies */
+    int64_t inflight;  /* chat: messages sent by this worker's clients and not yet received */
+    struct presult pr; /* presence */
+    uint64_t now;      /* time of the last read, for latencies */
     uint64_t next_check;
     char *notes[MAX_NOTES];
     unsigned notes_n, notes_dropped;
@@ -261,6 +279,29 @@ void worker_setup(struct worker *w);
 void *worker_main(void *arg);
 void worker_cleanup(struct worker *w);
 void worker_note(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Shared by client.c and presence.c. */
+void out_str(struct client *c, const char *s);
+void flush_dirty(struct worker *w);
+void loop_once(struct worker *w, int timeout_ms);
+int ms_until(uint64_t now, uint64_t t, int cap);
+void login_phase(struct worker *w);
+void close_phase(struct worker *w);
+void reset_clients(struct worker *w);
+bool seq_check(struct client *c, uint32_t s);
+
+/* ---------------------------------------------------------------- presence (presence.c) */
+
+/* After the login: subscriptions (made when missing), the contacts' initial presence, then the
+ * hub's, timed. Sets w->pr.setup_failed when the measured phase cannot run. */
+void presence_setup(struct worker *w);
+/* The measured phase: the hub's updates, checked at every contact. */
+void presence_phase(struct worker *w);
+void presence_cleanup(void);
+/* Stanzas for the presence workload's clients; pres_on_iq returns false for iqs it leaves to
+ * the generic handler. */
+void pres_on_presence(struct client *c, const struct xs_item *it);
+bool pres_on_iq(struct client *c, const struct xs_item *it);
 
 /* ---------------------------------------------------------------- echo server (echo.c) */
 

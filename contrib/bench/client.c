@@ -12,7 +12,8 @@
  * Workloads: connect (log N clients in, stay idle), login (a fixed number of slots, each
  * logging in, closing and starting over) and chat (ping-pong pairs: every message received and
  * validated is answered by a new message to the peer, so W messages stay in flight per pair).
- * The main thread coordinates the phases through one barrier; see worker_main().
+ * The presence workload (one hub, its contacts, all on one thread) lives in presence.c and uses
+ * the loops here. The main thread coordinates the phases through one barrier; see worker_main().
  */
 #include "bench.h"
 
@@ -86,7 +87,7 @@ static void mark_dirty(struct client *c)
     }
 }
 
-static void out_str(struct client *c, const char *s)
+void out_str(struct client *c, const char *s)
 {
     bbuf_puts(&c->out, s);
     mark_dirty(c);
@@ -135,7 +136,7 @@ static void flush(struct client *c)
     set_events(c, EPOLLIN);
 }
 
-static void flush_dirty(struct worker *w)
+void flush_dirty(struct worker *w)
 {
     struct client *c;
     while ((c = w->dirty) != NULL) {
@@ -495,7 +496,9 @@ static void login_done(struct client *c, const char *jid, size_t jl)
         return;
     }
     hist_add(&w->login_h, us);
-    out_str(c, "<presence/>");
+    /* The presence workload sends its initial presence itself, when the set-up says. */
+    if (opt.workload != WL_PRESENCE)
+        out_str(c, "<presence/>");
     c->st = CS_READY;
     c->deadline = 0;
     w->settled++;
@@ -628,7 +631,7 @@ static bool parse_body(const char *b, size_t bl, uint64_t *seq, uint64_t *ts, ui
 /* Order, loss and duplicate accounting for one received sequence number. Returns false for a
  * duplicate. A gap moves the expectation past it; a later arrival from the gap counts as
  * reordered, a sequence number that never arrives ends up as lost. */
-static bool seq_check(struct client *c, uint32_t s)
+bool seq_check(struct client *c, uint32_t s)
 {
     struct worker *w = c->w;
     uint32_t exp = c->seq_in;
@@ -725,6 +728,8 @@ static void on_message(struct client *c, const struct xs_item *it)
  * <service-unavailable/>, as RFC 6120 §8.2.3 wants every get/set answered. */
 static void on_iq(struct client *c, const struct xs_item *it)
 {
+    if (opt.workload == WL_PRESENCE && pres_on_iq(c, it))
+        return;
     if (!xs_attr_is(it, "type", "get") && !xs_attr_is(it, "type", "set"))
         return;
     const char *id = "", *from = "";
@@ -761,7 +766,9 @@ static void on_element(struct client *c, const struct xs_item *it)
             on_message(c, it);
         else if (xs_name_is(it, "iq"))
             on_iq(c, it);
-        return; /* presence and anything else: ignored */
+        else if (opt.workload == WL_PRESENCE && xs_name_is(it, "presence"))
+            pres_on_presence(c, it);
+        return; /* anything else: ignored */
     case CS_WAIT_FEATURES:
         if (xs_name_is(it, "features"))
             on_features(c, it);
@@ -912,7 +919,7 @@ static void check_deadlines(struct worker *w, uint64_t now)
     }
 }
 
-static void loop_once(struct worker *w, int timeout_ms)
+void loop_once(struct worker *w, int timeout_ms)
 {
     struct epoll_event evs[MAX_EVENTS];
     int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout_ms);
@@ -942,7 +949,7 @@ static void loop_once(struct worker *w, int timeout_ms)
     }
 }
 
-static int ms_until(uint64_t now, uint64_t t, int cap)
+int ms_until(uint64_t now, uint64_t t, int cap)
 {
     if (t <= now)
         return 0;
@@ -957,6 +964,22 @@ static unsigned active_clients(const struct worker *w)
         if (w->clients[i].fd >= 0)
             k++;
     return k;
+}
+
+/* Every client back to its state before its login (number, account and peer kept), ready for
+ * login_phase() again. The clients must be closed. */
+void reset_clients(struct worker *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        struct client *c = &w->clients[i];
+        unsigned idx = c->idx, account = c->account;
+        struct client *peer = c->peer;
+        client_reset(c);
+        c->idx = idx;
+        c->account = account;
+        c->peer = peer;
+    }
+    w->settled = w->in_progress = w->next_start = 0;
 }
 
 /* connect and chat, before the timed logins: log every client in once and out again, so that
@@ -985,15 +1008,7 @@ static void key_warmup(struct worker *w)
     }
     w->warming = false;
     /* The timed phase starts from scratch; failures here will show again there. */
-    for (unsigned i = 0; i < w->n; i++) {
-        struct client *c = &w->clients[i];
-        unsigned idx = c->idx, account = c->account;
-        struct client *peer = c->peer;
-        client_reset(c);
-        c->idx = idx;
-        c->account = account;
-        c->peer = peer;
-    }
+    reset_clients(w);
     memset(&w->s, 0, sizeof w->s);
     hist_init(&w->login_h);
     w->settled = w->in_progress = 0;
@@ -1004,7 +1019,7 @@ static void key_warmup(struct worker *w)
 }
 
 /* connect and chat: log every client in, at most slot_limit at a time. */
-static void login_phase(struct worker *w)
+void login_phase(struct worker *w)
 {
     uint64_t deadline = now_ns() + (uint64_t)(opt.ramp_timeout * 1e9);
     while (w->settled < w->n) {
@@ -1072,7 +1087,7 @@ static void idle_phase(struct worker *w)
     }
 }
 
-static void close_phase(struct worker *w)
+void close_phase(struct worker *w)
 {
     for (unsigned i = 0; i < w->n; i++)
         if (w->clients[i].st == CS_READY)
@@ -1134,6 +1149,8 @@ void worker_setup(struct worker *w)
 
 void worker_cleanup(struct worker *w)
 {
+    if (opt.workload == WL_PRESENCE)
+        presence_cleanup();
     for (unsigned i = 0; i < w->n; i++)
         client_reset(&w->clients[i]);
     free(w->clients);
@@ -1150,8 +1167,9 @@ void worker_cleanup(struct worker *w)
 
 /* Phases, each thread in step with main through run.barrier:
  *   key warm-up (connect, chat, if SCRAM may be used) -> barrier: main reads the server's RSS
- *   log in (connect, chat) | nothing (login)          -> barrier: main sets the clock
- *   measured phase (chat, idle, logins)               -> barrier: main reads the server's RSS
+ *   log in (connect, chat, presence) | nothing (login)
+ *   presence: subscriptions, initial presence         -> barrier: main sets the clock
+ *   measured phase (chat, presence, idle, logins)     -> barrier: main reads the server's RSS
  *   close everything                                  -> main joins. */
 void *worker_main(void *arg)
 {
@@ -1162,12 +1180,16 @@ void *worker_main(void *arg)
     pthread_barrier_wait(&run.barrier);
     if (opt.workload != WL_LOGIN)
         login_phase(w);
+    if (opt.workload == WL_PRESENCE)
+        presence_setup(w);
     pthread_barrier_wait(&run.barrier);
     pthread_barrier_wait(&run.barrier);
     if (opt.workload == WL_LOGIN)
         login_workload(w);
     else if (!run.abort && opt.workload == WL_CHAT)
         chat_phase(w);
+    else if (!run.abort && opt.workload == WL_PRESENCE)
+        presence_phase(w);
     else if (!run.abort)
         idle_phase(w);
     pthread_barrier_wait(&run.barrier);

@@ -2,7 +2,8 @@
  * main.c — stanzad-bench: command line, set-up, the phase clock, and the one result line.
  *
  * The main thread parses the options, refuses anything but a loopback target, spreads clients
- * over the worker threads (both ends of a chat pair on the same one), and then only keeps time:
+ * over the worker threads (both ends of a chat pair on the same one; the presence workload's hub
+ * and contacts all on one), and then only keeps time:
  * it waits on the barrier the workers reach after logging in, starts the measured phase's clock,
  * reads the server's RSS where asked, and after the workers are done adds up their counters and
  * prints exactly one "RESULT key=value ..." line on stdout. Progress and diagnostics go to
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 struct options opt;
@@ -54,20 +56,28 @@ static void usage(FILE *f)
           "load:\n"
           "  -n, --clients N     connect: clients (100)\n"
           "  --pairs N           chat: pairs (100)\n"
-          "  --window W          chat: messages in flight per pair, 1..1024 (10)\n"
+          "  --contacts C        presence: the hub's contacts (200); the hub is account\n"
+          "                      --first, the contacts the C accounts after it\n"
+          "  --window W          chat: messages in flight per pair; presence: updates whose\n"
+          "                      broadcast is incomplete; 1..1024 (10)\n"
           "  --peer pair|self    chat: pairs of two clients, or each client its own peer (for\n"
           "                      the echo server, which reflects messages to their sender)\n"
           "  --concurrency C     login: logins in flight; connect, chat: during ramp-up (50)\n"
-          "  --count N           login: stop after N logins\n"
-          "  -t, --threads T     worker threads, each with its own epoll (1)\n"
+          "  --count N           login: stop after N logins; presence: after N updates (the\n"
+          "                      duration, 600 s by default then, is only the upper bound)\n"
+          "  -t, --threads T     worker threads, each with its own epoll (1; presence: 1)\n"
           "time:\n"
           "  --duration S        measured seconds (10)\n"
-          "  --warmup S          chat: seconds before measuring (2)\n"
-          "  --drain S           chat: seconds to wait for messages in flight at the end (5)\n"
+          "  --warmup S          seconds before measuring: chat (2), presence (1; none with\n"
+          "                      --count)\n"
+          "  --drain S           chat, presence: seconds to wait for what is in flight at the\n"
+          "                      end (5)\n"
           "  --login-timeout S   per login (30)\n"
-          "  --ramp-timeout S    connect, chat: for logging every client in (120)\n"
+          "  --ramp-timeout S    connect, chat, presence: for logging every client in, and for\n"
+          "                      the presence subscriptions (120)\n"
           "other:\n"
-          "  --pid PID           connect: server process whose RSS per connection is reported\n"
+          "  --pid PID           the server's process: connect: its RSS per connection is\n"
+          "                      reported; chat, presence: its CPU use while measuring\n"
           "\n"
           "Ends with one line \"RESULT workload=... status=ok|fail\" on stdout.\n",
           f);
@@ -101,6 +111,34 @@ static long read_rss_kb(int pid)
     return kb;
 }
 
+/* CPU time of the whole generator (every thread), in microseconds. */
+static uint64_t cpu_us(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* CPU time of process pid (all its threads), in clock ticks; -1 when unreadable. */
+static long long proc_cpu_ticks(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut, st;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (long long)(ut + st);
+}
+
 static char watchdog_line[200];
 
 static void on_alarm(int sig)
@@ -123,6 +161,7 @@ enum {
     O_USERS,
     O_NOCACHE,
     O_PAIRS,
+    O_CONTACTS,
     O_WINDOW,
     O_PEER,
     O_CONC,
@@ -151,6 +190,7 @@ static const struct option longopts[] = {
     {"no-scram-cache", no_argument, NULL, O_NOCACHE},
     {"clients", required_argument, NULL, 'n'},
     {"pairs", required_argument, NULL, O_PAIRS},
+    {"contacts", required_argument, NULL, O_CONTACTS},
     {"window", required_argument, NULL, O_WINDOW},
     {"peer", required_argument, NULL, O_PEER},
     {"concurrency", required_argument, NULL, O_CONC},
@@ -198,7 +238,7 @@ static void add_up(struct worker *ws, unsigned nw, struct totals *t)
             t->s.last_login_ns = s->last_login_ns;
         hist_merge(&t->login_h, &w->login_h);
         hist_merge(&t->lat_h, &w->lat_h);
-        if (opt.workload == WL_CHAT && !run.abort)
+        if ((opt.workload == WL_CHAT || opt.workload == WL_PRESENCE) && !run.abort)
             for (unsigned k = 0; k < w->n; k++) {
                 struct client *c = &w->clients[k];
                 if (c->peer && c->peer->seq_out > c->recv_distinct)
@@ -229,6 +269,7 @@ int main(int argc, char **argv)
     opt.password = "bench";
     opt.clients = 100;
     opt.pairs = 100;
+    opt.contacts = 200;
     opt.window = 10;
     opt.threads = 1;
     opt.concurrency = 50;
@@ -293,6 +334,9 @@ int main(int argc, char **argv)
         case O_PAIRS:
             opt.pairs = (unsigned)parse_num("--pairs", optarg, 1, 100000);
             break;
+        case O_CONTACTS:
+            opt.contacts = (unsigned)parse_num("--contacts", optarg, 1, 100000);
+            break;
         case O_WINDOW:
             opt.window = (unsigned)parse_num("--window", optarg, 1, 1024);
             break;
@@ -354,12 +398,6 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (opt.workload == WL_PRESENCE) {
-        puts("skipped: needs the roster module");
-        puts("RESULT workload=presence status=skipped reason=needs-roster-module");
-        return 0;
-    }
-
     const char *why = NULL;
     if (!resolve_loopback(opt.host, opt.port, &opt.addr, &opt.addr_len, &why))
         die("%s: %s", opt.host, why);
@@ -370,9 +408,21 @@ int main(int argc, char **argv)
 
     if (opt.workload == WL_CHAT)
         opt.clients = opt.peer_self ? opt.pairs : 2 * opt.pairs;
+    if (opt.workload == WL_PRESENCE) {
+        /* the hub and its contacts, one account each, all on one thread */
+        opt.clients = opt.contacts + 1;
+        opt.users = opt.clients;
+        if (opt.threads > 1)
+            fprintf(stderr, "stanzad-bench: presence: one thread (-t ignored)\n");
+        opt.threads = 1;
+        if (opt.count && !have_duration)
+            opt.duration = 600; /* --count decides; the duration is only the upper bound */
+        if (opt.count)
+            opt.warmup = 0;
+    }
     if (opt.warmup < 0)
-        opt.warmup = opt.workload == WL_CHAT ? 2 : 0;
-    if (opt.workload != WL_CHAT)
+        opt.warmup = opt.workload == WL_CHAT ? 2 : opt.workload == WL_PRESENCE ? 1 : 0;
+    if (opt.workload != WL_CHAT && opt.workload != WL_PRESENCE)
         opt.warmup = 0;
     if (opt.workload == WL_LOGIN && opt.count && !have_duration)
         opt.duration = 3600; /* --count decides; the duration is only the upper bound */
@@ -435,6 +485,8 @@ int main(int argc, char **argv)
     /* key warm-up and ramp-up, then the measured phase and the close */
     double bound = 2 * opt.ramp_timeout + opt.warmup + opt.duration + opt.drain +
                    opt.login_timeout + CLOSE_BOUND_S + 10;
+    if (opt.workload == WL_PRESENCE) /* subscriptions, a second login, initial presence */
+        bound += 2 * opt.ramp_timeout + 6 * opt.login_timeout + CLOSE_BOUND_S + 20;
     signal(SIGALRM, on_alarm);
     alarm((unsigned)bound);
 
@@ -466,10 +518,16 @@ int main(int argc, char **argv)
     }
     double ramp_s = (double)(t_ready - t_start) / 1e9;
     if (opt.workload != WL_LOGIN) {
-        fprintf(stderr, "stanzad-bench: %llu logged in, %llu failed, in %.2f s\n",
-                (unsigned long long)ready, (unsigned long long)failed, ramp_s);
+        fprintf(stderr, "stanzad-bench: %llu logged in, %llu failed, in %.2f s%s\n",
+                (unsigned long long)ready, (unsigned long long)failed, ramp_s,
+                opt.workload == WL_PRESENCE ? " (with the presence set-up)" : "");
         if (failed && opt.workload == WL_CHAT) {
             fprintf(stderr, "stanzad-bench: not starting the chat: logins failed\n");
+            run.abort = true;
+        }
+        if (opt.workload == WL_PRESENCE && (failed || ws[0].pr.setup_failed)) {
+            fprintf(stderr, "stanzad-bench: not starting the presence updates: the set-up "
+                            "failed\n");
             run.abort = true;
         }
     }
@@ -477,13 +535,31 @@ int main(int argc, char **argv)
     run.warm_end = run.t0 + (uint64_t)(opt.warmup * 1e9);
     run.end = run.warm_end + (uint64_t)(opt.duration * 1e9);
     run.hard_end = run.end + (uint64_t)((opt.login_timeout + CLOSE_BOUND_S) * 1e9);
-    if (!run.abort)
+    if (!run.abort && opt.workload == WL_PRESENCE && opt.count)
+        fprintf(stderr, "stanzad-bench: presence: measuring %lu updates (%.0f s at most)\n",
+                opt.count, opt.duration);
+    else if (!run.abort)
         fprintf(stderr, "stanzad-bench: %s: warm-up %.1f s, measuring %.1f s\n",
                 workload_name(opt.workload), opt.warmup, opt.duration);
+    uint64_t cpu_go = cpu_us();
+    long long srv_go = opt.pid ? proc_cpu_ticks(opt.pid) : -1;
     pthread_barrier_wait(&run.barrier); /* go */
 
     pthread_barrier_wait(&run.barrier); /* measured phase over */
     uint64_t t_end = now_ns();
+    long long srv_end = opt.pid ? proc_cpu_ticks(opt.pid) : -1;
+    /* With --pid, the server's CPU use in the same time, as a share of one CPU. */
+    char srv_cpu[64] = "";
+    if (srv_go >= 0 && srv_end >= srv_go && t_end > run.t0 &&
+        (opt.workload == WL_CHAT || opt.workload == WL_PRESENCE))
+        snprintf(srv_cpu, sizeof srv_cpu, " pid=%d server_cpu_pct=%.0f", opt.pid,
+                 (double)(srv_end - srv_go) * 100.0 / (double)sysconf(_SC_CLK_TCK) /
+                     ((double)(t_end - run.t0) / 1e9));
+    /* The generator's own CPU use in the measured phase (with its warm-up and drain), as a
+     * share of one CPU: near 100 per thread, the generator rather than the server may be the
+     * limit. */
+    double gen_cpu_pct =
+        t_end > run.t0 ? (double)(cpu_us() - cpu_go) * 1e5 / (double)(t_end - run.t0) : 0;
     long rss_after = opt.pid ? read_rss_kb(opt.pid) : -1;
     pthread_barrier_wait(&run.barrier); /* close */
     for (unsigned i = 0; i < nw; i++)
@@ -503,14 +579,44 @@ int main(int argc, char **argv)
         us_fields(lat, sizeof lat, "", &t.lat_h);
         printf(" peer=%s pairs=%u clients=%u window=%u threads=%u tls=%d mech=%s warmup=%.1f "
                "duration=%.1f msgs=%llu msgs_per_s=%.0f %s sent=%llu received=%llu lost=%llu "
-               "dup=%llu reordered=%llu errors=%llu login_failed=%llu disconnects=%llu",
+               "dup=%llu reordered=%llu errors=%llu login_failed=%llu disconnects=%llu "
+               "gen_cpu_pct=%.0f%s",
                opt.peer_self ? "self" : "pair", opt.pairs, opt.clients, opt.window, nw, opt.tls,
                mech, opt.warmup, opt.duration, (unsigned long long)t.s.msgs,
                (double)t.s.msgs / opt.duration, lat, (unsigned long long)t.s.sent,
                (unsigned long long)t.s.received, (unsigned long long)t.lost,
                (unsigned long long)t.s.dup, (unsigned long long)t.s.reordered,
                (unsigned long long)errors, (unsigned long long)t.s.login_failed,
-               (unsigned long long)t.s.disconnects);
+               (unsigned long long)t.s.disconnects, gen_cpu_pct, srv_cpu);
+        break;
+    }
+    case WL_PRESENCE: {
+        const struct presult *pr = &ws[0].pr;
+        /* --count: from the first update to the last one received by every contact */
+        double secs = opt.duration;
+        if (opt.count)
+            secs =
+                pr->last_done > pr->first_send ? (double)(pr->last_done - pr->first_send) / 1e9 : 0;
+        ok = ok && t.lost == 0 && t.s.dup == 0 && t.s.reordered == 0 && !pr->setup_failed &&
+             pr->init_ns > 0 && t.s.msgs > 0 && (!opt.count || t.s.sent == opt.count);
+        us_fields(lat, sizeof lat, "", &t.lat_h);
+        printf(" contacts=%u window=%u threads=%u tls=%d mech=%s warmup=%.1f duration=%.3f "
+               "updates=%llu updates_per_s=%.0f deliveries=%llu deliveries_per_s=%.0f %s "
+               "init_us=%llu init_probes_us=%llu init_bcast_us=%llu init_extra=%llu "
+               "setup_pairs=%u setup_resent=%u sent=%llu received=%llu lost=%llu dup=%llu "
+               "reordered=%llu "
+               "errors=%llu login_failed=%llu disconnects=%llu gen_cpu_pct=%.0f%s",
+               opt.contacts, opt.window, nw, opt.tls, mech, opt.warmup, secs,
+               (unsigned long long)pr->updates, secs > 0 ? (double)pr->updates / secs : 0,
+               (unsigned long long)t.s.msgs, secs > 0 ? (double)t.s.msgs / secs : 0, lat,
+               (unsigned long long)(pr->init_ns / 1000),
+               (unsigned long long)(pr->init_probes_ns / 1000),
+               (unsigned long long)(pr->init_bcast_ns / 1000), (unsigned long long)pr->init_extra,
+               pr->setup_pairs, pr->setup_resent, (unsigned long long)t.s.sent,
+               (unsigned long long)t.s.received, (unsigned long long)t.lost,
+               (unsigned long long)t.s.dup, (unsigned long long)t.s.reordered,
+               (unsigned long long)errors, (unsigned long long)t.s.login_failed,
+               (unsigned long long)t.s.disconnects, gen_cpu_pct, srv_cpu);
         break;
     }
     case WL_CONNECT: {

@@ -284,3 +284,28 @@ bool xs_has_child(const char *p, size_t len, const char *name)
     size_t tl;
     return xs_child_text(p, len, &off, name, &t, &tl);
 }
+
+bool xs_next_tag(const char *p, size_t len, size_t *off, const char *name, struct xs_item *tag)
+{
+    size_t nl = strlen(name);
+    const char *e = p + len, *q = p + *off;
+    while (q < e && (q = memchr(q, '<', (size_t)(e - q))) != NULL) {
+        if ((size_t)(e - q) > nl + 1 && memcmp(q + 1, name, nl) == 0) {
+            char c = q[1 + nl];
+            if (c == '>' || c == '/' || is_space(c)) {
+                const char *gt = tag_end(q + 1 + nl, e);
+                if (!gt)
+                    return false;
+                describe_tag(tag, q, gt);
+                tag->start = q;
+                tag->len = (size_t)(gt + 1 - q);
+                tag->inner = gt + 1;
+                tag->inner_len = 0;
+                *off = (size_t)(gt + 1 - p);
+                return true;
+            }
+        }
+        q++;
+    }
+    return false;
+}

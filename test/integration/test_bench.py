@@ -1,18 +1,20 @@
 #!/usr/bin/python3
 """The load generator (contrib/bench, stanzad-bench) against a real stanzad, briefly: a few
 hundred chat messages without and with TLS, a short connect run with the server's RSS, a bounded
-login run, and the generator's echo peer. Not a timed test: it only keeps the generator and the
-server's message path working together (no loss, no duplicates, order kept, a positive rate)."""
+login run, the generator's echo peer, and a short presence run (a hub with 20 contacts, with
+mod_roster). Not a timed test: it only keeps the generator and the server's message and presence
+paths working together (no loss, no duplicates, order kept, a positive rate)."""
 
 import os
 import re
 import subprocess
 import sys
 import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ServerTestCase, main, BUILD_DIR, SLOW, free_port, port_accepts,  # noqa
-                     sanitizer_env, sanitizer_report, sanitizer_excerpt)
+from harness import (ServerTestCase, main, BUILD_DIR, MODULE_DIR, SLOW, free_port,  # noqa
+                     port_accepts, sanitizer_env, sanitizer_report, sanitizer_excerpt)
 
 GEN = os.path.join(BUILD_DIR, 'contrib', 'bench', 'stanzad-bench')
 PASSWORD = 'bench pw 1'
@@ -27,11 +29,9 @@ def parse_result(stdout):
     return dict(re.findall(r'(\w+)=(\S+)', lines[0])), lines[0]
 
 
-class Bench(ServerTestCase):
-    # Plain c2s for the plain runs (the harness default requires STARTTLS); one worker, as in the
-    # benchmark; info level, because debug logs every stanza.
-    config = {'tls': {'require_c2s': False}, 'server': {'workers': 1}, 'log': {'level': 'info'}}
-    users = {'bench%d@localhost' % i: PASSWORD for i in range(ACCOUNTS)}
+class GenTestCase(ServerTestCase):
+    """A stanzad and the generator; gen() runs it and returns the fields of its RESULT line."""
+    prefix = 'bench'
 
     @classmethod
     def setUpClass(cls):
@@ -41,7 +41,7 @@ class Bench(ServerTestCase):
 
     def gen(self, *args, port=None, expect_rc=0):
         argv = [GEN, '--host', '127.0.0.1', '--port', str(port or self.server.starttls_port),
-                '--domain', 'localhost', '--user-prefix', 'bench', '--password', PASSWORD]
+                '--domain', 'localhost', '--user-prefix', self.prefix, '--password', PASSWORD]
         argv += [str(a) for a in args]
         t0 = time.monotonic()
         r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -56,6 +56,13 @@ class Bench(ServerTestCase):
                          'stanzad-bench exited with %d\n%s\n%s' % (r.returncode, line, r.stderr))
         self.assertEqual(fields.get('status'), 'ok', '%s\n%s' % (line, r.stderr))
         return fields
+
+
+class Bench(GenTestCase):
+    # Plain c2s for the plain runs (the harness default requires STARTTLS); one worker, as in the
+    # benchmark; info level, because debug logs every stanza.
+    config = {'tls': {'require_c2s': False}, 'server': {'workers': 1}, 'log': {'level': 'info'}}
+    users = {'bench%d@localhost' % i: PASSWORD for i in range(ACCOUNTS)}
 
     def check_chat(self, f, pairs, window, tls):
         self.assertEqual(f['workload'], 'chat')
@@ -128,6 +135,60 @@ class Bench(ServerTestCase):
                 _, err = echo.communicate()
         if sanitizer_report(err or ''):
             self.fail('sanitizer report from the echo peer:\n' + sanitizer_excerpt(err))
+
+
+CONTACTS = 20
+
+
+class BenchPresence(GenTestCase):
+    """The presence workload: a hub (pres0) and 20 contacts (pres1..pres20) on a stanzad with
+    mod_roster and two workers (the hub and its contacts spread over both)."""
+    config = {'tls': {'require_c2s': False}, 'server': {'workers': 2}, 'log': {'level': 'info'},
+              'modules': ['roster']}
+    users = {'pres%d@localhost' % i: PASSWORD for i in range(CONTACTS + 1)}
+    prefix = 'pres'
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(os.path.join(MODULE_DIR, 'mod_roster.so')):
+            raise unittest.SkipTest('mod_roster is not built (%s): the presence workload needs '
+                                    'a roster module' % MODULE_DIR)
+        super().setUpClass()
+
+    def check_presence(self, f, window, count):
+        self.assertEqual(f['workload'], 'presence')
+        self.assertEqual(int(f['contacts']), CONTACTS)
+        self.assertEqual(int(f['window']), window)
+        for k in ('lost', 'dup', 'reordered', 'errors', 'login_failed', 'disconnects'):
+            self.assertEqual(int(f[k]), 0, k)
+        # every update reached every contact, each counted once
+        self.assertEqual(int(f['sent']), count)
+        self.assertEqual(int(f['updates']), count)
+        self.assertEqual(int(f['deliveries']), count * CONTACTS)
+        self.assertEqual(int(f['received']), count * CONTACTS)
+        self.assertGreater(float(f['deliveries_per_s']), 0)
+        self.assertGreater(int(f['p50_us']), 0)
+        self.assertGreaterEqual(int(f['p99_us']), int(f['p50_us']))
+        # the hub's initial presence: probes answered and broadcast, both complete
+        self.assertGreater(int(f['init_us']), 0)
+        self.assertGreater(int(f['init_probes_us']), 0)
+        self.assertGreater(int(f['init_bcast_us']), 0)
+        self.assertEqual(int(f['init_us']), max(int(f['init_probes_us']),
+                                                int(f['init_bcast_us'])))
+
+    def test_presence(self):
+        """Subscriptions made by the first run (RFC 6121 handshake both ways), found in the
+        roster by the second; every update delivered once, in order, to all 20 contacts."""
+        f = self.gen('--workload', 'presence', '--contacts', CONTACTS, '--window', 5,
+                     '--count', 300, '--mech', 'SCRAM-SHA-1')
+        self.check_presence(f, 5, 300)
+        self.assertEqual(int(f['setup_pairs']), CONTACTS)
+        # no subscription request lost on the way (the generator would send it again)
+        self.assertEqual(int(f['setup_resent']), 0)
+        f = self.gen('--workload', 'presence', '--contacts', CONTACTS, '--window', 1,
+                     '--count', 100, '--mech', 'SCRAM-SHA-1')
+        self.check_presence(f, 1, 100)
+        self.assertEqual(int(f['setup_pairs']), 0)
 
 
 if __name__ == '__main__':
