@@ -54,6 +54,8 @@
 
 #include <stanzad/stanzad.h>
 
+#include "vcard_text.h"
+
 #define NS_SEARCH     "jabber:iq:search"
 #define NS_DATA       "jabber:x:data"
 #define NS_RSM        "http://jabber.org/protocol/rsm"
@@ -162,26 +164,11 @@ static void req_free(struct search_req *r)
     free(r);
 }
 
-/* Trimmed, with runs of white space made one space: a malloc'd copy ("" for NULL). */
+/* Trimmed, with runs of white space made one space, as mod_vcard stores the columns: a malloc'd
+ * copy ("" for NULL). */
 static char *clean(const char *s)
 {
-    size_t n = s != NULL ? strlen(s) : 0;
-    char *out = malloc(n + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    bool space = false;
-    for (const char *p = s; p != NULL && *p != '\0'; p++) {
-        if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
-            space = o != out;
-            continue;
-        }
-        if (space)
-            *o++ = ' ';
-        space = false;
-        *o++ = *p;
-    }
-    *o = '\0';
-    return out;
+    return vc_clean_text(s, 0);
 }
 
 static size_t utf8_chars(const char *s)

@@ -52,6 +52,7 @@
 
 #include <stanzad/stanzad.h>
 
+#include "vcard_text.h"
 #include "vcard_util.h"
 
 #define NS_VCARD    "vcard-temp"
@@ -441,34 +442,10 @@ static void fields_free(struct vc_fields *f)
     free(f->email);
 }
 
-/* s with white space trimmed and runs of it made one space, cut at FIELD_MAX bytes (on a
- * character boundary); malloc'd, "" for NULL. */
+/* Stored search columns are cut at FIELD_MAX bytes. */
 static char *clean(const char *s)
 {
-    size_t n = s != NULL ? strlen(s) : 0;
-    char *out = malloc(n + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    bool space = false;
-    for (const char *p = s; p != NULL && *p != '\0'; p++) {
-        if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
-            space = o != out;
-            continue;
-        }
-        if (space)
-            *o++ = ' ';
-        space = false;
-        *o++ = *p;
-    }
-    *o = '\0';
-    size_t len = (size_t)(o - out);
-    if (len > FIELD_MAX) {
-        len = FIELD_MAX;
-        while (len > 0 && ((unsigned char)out[len] & 0xc0) == 0x80)
-            len--; /* not inside a UTF-8 sequence */
-        out[len] = '\0';
-    }
-    return out;
+    return vc_clean_text(s, FIELD_MAX);
 }
 
 /* The text of ns/name under el, cleaned (never NULL unless out of memory). */
