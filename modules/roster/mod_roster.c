@@ -533,6 +533,6 @@ static void roster_unload(sd_module *m)
     blocking_free_all();
 }
 
-SD_MODULE(.name = "roster", .version = "1.0", .settings = roster_settings,
+SD_MODULE(.name = "roster", .version = SD_VERSION_STRING, .settings = roster_settings,
           .config_size = sizeof(struct rconf), .migrations = roster_migrations, .load = roster_load,
           .unload = roster_unload);

@@ -678,6 +678,6 @@ static int search_load(sd_module *m, const char **error_r)
     return 0;
 }
 
-SD_MODULE(.name = "search", .version = "1.0", .requires = search_requires,
+SD_MODULE(.name = "search", .version = SD_VERSION_STRING, .requires = search_requires,
           .settings = search_settings, .config_size = sizeof(struct search_conf),
           .load = search_load);

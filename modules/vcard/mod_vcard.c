@@ -997,6 +997,6 @@ static int vcard_load(sd_module *m, const char **error_r)
     return 0;
 }
 
-SD_MODULE(.name = "vcard", .version = "1.0", .settings = vcard_settings,
+SD_MODULE(.name = "vcard", .version = SD_VERSION_STRING, .settings = vcard_settings,
           .config_size = sizeof(struct vcard_conf), .migrations = vcard_migrations,
           .load = vcard_load);
