@@ -244,37 +244,45 @@ bool xs_attr_is(const struct xs_item *it, const char *name, const char *value)
     return xs_attr(it, name, &v, &vl) && vl == strlen(value) && memcmp(v, value, vl) == 0;
 }
 
-bool xs_child_text(const char *p, size_t len, size_t *off, const char *name, const char **text,
-                   size_t *tlen)
+/* The next start tag <name ...> at or after q: its '<' in *lt and its '>' returned; NULL when
+ * there is none or it is cut off. */
+static const char *find_start_tag(const char *q, const char *e, const char *name, const char **lt)
 {
     size_t nl = strlen(name);
-    const char *e = p + len, *q = p + *off;
     while (q < e && (q = memchr(q, '<', (size_t)(e - q))) != NULL) {
         if ((size_t)(e - q) > nl + 1 && memcmp(q + 1, name, nl) == 0) {
             char c = q[1 + nl];
             if (c == '>' || c == '/' || is_space(c)) {
-                const char *gt = tag_end(q + 1 + nl, e);
-                if (!gt)
-                    return false;
-                if (gt[-1] == '/') {
-                    *text = gt + 1;
-                    *tlen = 0;
-                    *off = (size_t)(gt + 1 - p);
-                    return true;
-                }
-                const char *t = gt + 1;
-                const char *te = memchr(t, '<', (size_t)(e - t));
-                if (!te)
-                    return false;
-                *text = t;
-                *tlen = (size_t)(te - t);
-                *off = (size_t)(te - p);
-                return true;
+                *lt = q;
+                return tag_end(q + 1 + nl, e);
             }
         }
         q++;
     }
-    return false;
+    return NULL;
+}
+
+bool xs_child_text(const char *p, size_t len, size_t *off, const char *name, const char **text,
+                   size_t *tlen)
+{
+    const char *e = p + len, *lt;
+    const char *gt = find_start_tag(p + *off, e, name, &lt);
+    if (!gt)
+        return false;
+    if (gt[-1] == '/') {
+        *text = gt + 1;
+        *tlen = 0;
+        *off = (size_t)(gt + 1 - p);
+        return true;
+    }
+    const char *t = gt + 1;
+    const char *te = memchr(t, '<', (size_t)(e - t));
+    if (!te)
+        return false;
+    *text = t;
+    *tlen = (size_t)(te - t);
+    *off = (size_t)(te - p);
+    return true;
 }
 
 bool xs_has_child(const char *p, size_t len, const char *name)
@@ -287,25 +295,15 @@ bool xs_has_child(const char *p, size_t len, const char *name)
 
 bool xs_next_tag(const char *p, size_t len, size_t *off, const char *name, struct xs_item *tag)
 {
-    size_t nl = strlen(name);
-    const char *e = p + len, *q = p + *off;
-    while (q < e && (q = memchr(q, '<', (size_t)(e - q))) != NULL) {
-        if ((size_t)(e - q) > nl + 1 && memcmp(q + 1, name, nl) == 0) {
-            char c = q[1 + nl];
-            if (c == '>' || c == '/' || is_space(c)) {
-                const char *gt = tag_end(q + 1 + nl, e);
-                if (!gt)
-                    return false;
-                describe_tag(tag, q, gt);
-                tag->start = q;
-                tag->len = (size_t)(gt + 1 - q);
-                tag->inner = gt + 1;
-                tag->inner_len = 0;
-                *off = (size_t)(gt + 1 - p);
-                return true;
-            }
-        }
-        q++;
-    }
-    return false;
+    const char *q;
+    const char *gt = find_start_tag(p + *off, p + len, name, &q);
+    if (!gt)
+        return false;
+    describe_tag(tag, q, gt);
+    tag->start = q;
+    tag->len = (size_t)(gt + 1 - q);
+    tag->inner = gt + 1;
+    tag->inner_len = 0;
+    *off = (size_t)(gt + 1 - p);
+    return true;
 }

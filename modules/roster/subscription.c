@@ -74,6 +74,17 @@ static bool roster_full(struct account *a, const struct item *it)
     return (it == NULL || !it->in_roster) && c != NULL && a->n_visible >= (size_t)c->max_items;
 }
 
+/* When making `it` visible would exceed the roster's size: refuses the client's stanza, frees
+ * the task and says so. */
+static bool refused_when_full(struct task *t, struct account *a, const struct item *it)
+{
+    if (!roster_full(a, it))
+        return false;
+    refuse(t, SD_ERR_POLICY_VIOLATION, "the roster is full");
+    task_free(t);
+    return true;
+}
+
 void sub_outbound(struct account *a, struct task *t)
 {
     if (a == NULL || a->state != A_READY) {
@@ -94,11 +105,8 @@ void sub_outbound(struct account *a, struct task *t)
         /* A.2.1 / §3.1.2: None -> None + Pending Out, From -> From + Pending Out, other states
          * unchanged; the request is routed in every state. */
         if (it == NULL || !(it->sub & SUB_TO)) {
-            if (roster_full(a, it)) {
-                refuse(t, SD_ERR_POLICY_VIOLATION, "the roster is full");
-                task_free(t);
+            if (refused_when_full(t, a, it))
                 return;
-            }
             it = get_item(a, contact, true);
             item_unaccount(a, it);
             it->in_roster = true;
@@ -118,11 +126,8 @@ void sub_outbound(struct account *a, struct task *t)
     } else if (strcmp(type, "subscribed") == 0) {
         if (it != NULL && it->pending_in) {
             /* A.2.3 / §3.1.5: Pending In -> From (added to the roster when it was not). */
-            if (roster_full(a, it)) {
-                refuse(t, SD_ERR_POLICY_VIOLATION, "the roster is full");
-                task_free(t);
+            if (refused_when_full(t, a, it))
                 return;
-            }
             item_unaccount(a, it);
             it->in_roster = true;
             it->sub |= SUB_FROM;
@@ -136,11 +141,8 @@ void sub_outbound(struct account *a, struct task *t)
             /* Already approved: not routed, no change. */
         } else if (c == NULL || c->pre_approval) {
             /* §3.4.1: a pre-approval, kept on the item (created when missing); not routed. */
-            if (roster_full(a, it)) {
-                refuse(t, SD_ERR_POLICY_VIOLATION, "the roster is full");
-                task_free(t);
+            if (refused_when_full(t, a, it))
                 return;
-            }
             it = get_item(a, contact, true);
             item_unaccount(a, it);
             it->in_roster = true;
