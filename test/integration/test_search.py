@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (RawClient, ServerTestCase, async_test, attr, main, stanza_error,  # noqa: E402
+from harness import (Client, RawClient, ServerTestCase, async_test, attr, main, stanza_error,  # noqa: E402
                      to_str, world, x)
 
 NS_SEARCH = 'jabber:iq:search'
@@ -169,6 +169,34 @@ class Search(ServerTestCase):
         self.assertEqual(fields['FORM_TYPE'].findtext('{%s}value' % NS_DATA), NS_SEARCH)
         self.assertEqual(sorted(fields), sorted(['FORM_TYPE', VAR_FN, 'first', 'last', 'nick',
                                                  'email']))
+
+    @async_test
+    async def test_slixmpp_form_search(self):
+        """A real client (slixmpp's xep_0055 with xep_0004 forms): asks for the form, fills in
+        the nickname, reads the result form (reported fields and items)."""
+        c = self.track(Client('searcher@localhost/slix', PW))
+        for plugin in ('xep_0004', 'xep_0055'):
+            c.register_plugin(plugin)
+        await c.login(self.server.starttls_port)
+        iq = c.make_iq_get(ito='localhost')
+        iq.enable('search')
+        reply = await iq.send()
+        got = reply['search']['form']
+        self.assertIn('nick', got.get_fields())
+        # slixmpp reads a hidden field as a list of values
+        self.assertEqual(got.get_fields()['FORM_TYPE'].get_value(), [NS_SEARCH])
+        iq = c.make_iq_set(ito='localhost')
+        sub = c['xep_0004'].make_form('submit')
+        sub.add_field(var='FORM_TYPE', ftype='hidden', value=NS_SEARCH)
+        sub.add_field(var='nick', value='ALLY')
+        iq['search'].append(sub)
+        reply = await iq.send()
+        result = reply['search']['form']
+        self.assertEqual(result['type'], 'result')
+        self.assertIn('jid', result.get_reported())
+        rows = result.get_items()
+        self.assertEqual([r['jid'] for r in rows], ['alice@localhost'], str(reply))
+        self.assertEqual(rows[0]['nick'], 'ally', str(reply))
 
     @async_test
     async def test_each_legacy_field(self):
